@@ -49,8 +49,8 @@ __all__ = ["Guard", "GuardHealth", "GuardStatistics"]
 P = ParamSpec("P")
 
 # Seconds before the deadline within which a cancellation counts as the
-# deadline's own; event loops may fire a timer up to their clock resolution
-# early.
+# deadline's own, because event loops may fire a timer up to their clock
+# resolution early.
 _DEADLINE_TOLERANCE = 0.001
 T = TypeVar("T")
 

@@ -202,7 +202,10 @@ def size_pool(
         reasons.append("capped at the maximum of 100 workers")
         workers = 100
     wait = 2 * call_latency if max_queue_wait is None else max_queue_wait
-    queue = max(1, min(workers * 10, math.floor(workers * wait / call_latency)))
+    # Rounding first keeps float error from flooring an exact quotient one
+    # below: 3 * 0.3 / 0.1 evaluates to 8.999999999999998, not 9.
+    drained = math.floor(round(workers * wait / call_latency, 9))
+    queue = max(1, min(workers * 10, drained))
     reasons.append(
         f"queue of {queue}: what {workers} workers drain in {wait:.3f} s at "
         f"{call_latency:.3f} s per call, between 1 and 10 x workers"
