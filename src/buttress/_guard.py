@@ -52,6 +52,9 @@ P = ParamSpec("P")
 # deadline's own, because event loops may fire a timer up to their clock
 # resolution early.
 _DEADLINE_TOLERANCE = 0.001
+# Largest server-suggested wait the shared throttle honours without a retry
+# policy to take its cap from, in seconds.
+_THROTTLE_CAP = 60.0
 T = TypeVar("T")
 
 
@@ -64,6 +67,8 @@ class GuardStatistics:
     breaker: BreakerStatistics | None
     executor: ExecutorStatistics | None
     budget: BudgetStatistics | None
+    throttled_for: float = 0.0
+    """Seconds until the shared throttle lets attempts start again."""
 
 
 @attrs.frozen
@@ -75,7 +80,7 @@ class GuardHealth:
         healthy: False when any reason is present.
         reasons: Short machine-readable reasons: ``"breaker_open"``,
             ``"breaker_forced_open"``, ``"executor_saturated"``,
-            ``"executor_closed"``, ``"budget_exhausted"``.
+            ``"executor_closed"``, ``"budget_exhausted"``, ``"throttled"``.
     """
 
     healthy: bool
@@ -121,7 +126,14 @@ class Guard:
             breaker counts it, and whether its outcome is known. Without
             one, the retry policy's ``retry_on`` and the breaker's own
             settings apply.
-        clock: Time source for the deadline.
+        shared_throttle: When an attempt fails with a server-suggested
+            delay (the classifier's ``retry_after`` or the retry policy's
+            ``hint``, such as HTTP 429 Retry-After), every later attempt
+            through this Guard waits until that delay has passed, instead
+            of each caller discovering the limit on its own. The wait
+            happens before the breaker and holds no worker thread; a wait
+            that would pass the deadline raises `DeadlineExceeded` at once.
+        clock: Time source for the deadline and the throttle.
 
     .. versionadded:: 0.1.0
     """
@@ -135,6 +147,7 @@ class Guard:
         timeout: Duration | None = None,
         budget: RetryBudget | None = None,
         classifier: Classifier | None = None,
+        shared_throttle: bool = False,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         owner = "Guard"
@@ -168,7 +181,12 @@ class Guard:
         self.executor = executor
         self.budget = budget
         self.classifier = classifier
+        self.shared_throttle = bool(shared_throttle)
         self.clock = clock
+        # Clock time before which no attempt starts; 0.0 while unthrottled.
+        # A float store is atomic, and a lost update between two hints only
+        # loses the shorter wait, so no lock is needed.
+        self._throttle_until = 0.0
         self._replay_safe_retry = self._pipeline_retry(retry, replay_safe=True)
         self._unsafe_retry = self._pipeline_retry(retry, replay_safe=False)
 
@@ -241,6 +259,69 @@ class Guard:
         ):
             return DeadlineExceeded("the attempt was cancelled at its deadline")
         return exc
+
+    def _attempt_failed(
+        self, breaker: CircuitBreaker | None, ticket: Ticket | None, exc: BaseException
+    ) -> None:
+        if self.shared_throttle and isinstance(exc, Exception):
+            self._note_throttle(exc)
+        if breaker is not None and ticket is not None:
+            self._record_failure(breaker, ticket, exc)
+
+    # -- shared throttle ------------------------------------------------
+
+    def _server_hint(self, exc: Exception) -> float | None:
+        hinted = None
+        if self.classifier is not None and not isinstance(
+            exc, (Rejected, DeadlineExceeded)
+        ):
+            hinted = self.classifier.classify(exc).retry_after
+        elif self.retry is not None and self.retry.hint is not None:
+            hinted = self.retry.hint(exc)
+        if hinted is None or not (hinted > 0):
+            return None
+        cap = self.retry.hint_cap if self.retry is not None else _THROTTLE_CAP
+        return min(hinted, cap)
+
+    def _note_throttle(self, exc: Exception) -> None:
+        hinted = self._server_hint(exc)
+        if hinted is not None:
+            until = self.clock.monotonic() + hinted
+            if until > self._throttle_until:
+                self._throttle_until = until
+
+    def _throttle_wait(self) -> float:
+        """
+        Return the seconds to wait before the next attempt may start.
+
+        Raises:
+            DeadlineExceeded: If the wait would end past the deadline.
+        """
+        now = self.clock.monotonic()
+        wait = self._throttle_until - now
+        if wait <= 0:
+            return 0.0
+        deadline = _current_deadline.get()
+        if (
+            deadline is not None
+            and deadline[0] is self.clock
+            and now + wait > deadline[1]
+        ):
+            raise DeadlineExceeded(
+                f"the server asked callers to wait {wait:.3f} s, which ends past "
+                f"this call's deadline"
+            )
+        return wait
+
+    async def _wait_throttle_async(self) -> None:
+        wait = self._throttle_wait()
+        if wait > 0:
+            await self.clock.asleep(wait)
+
+    def _wait_throttle_sync(self) -> None:
+        wait = self._throttle_wait()
+        if wait > 0:
+            self.clock.sleep(wait)
 
     def _record_failure(
         self, breaker: CircuitBreaker, ticket: Ticket, exc: BaseException
@@ -316,16 +397,19 @@ class Guard:
                 _current_deadline.reset(token)
 
     async def _attempt(self, call: Callable[[], T]) -> T:
+        if self.shared_throttle:
+            await self._wait_throttle_async()
         breaker = self.breaker
-        if breaker is None:
+        if breaker is None and not self.shared_throttle:
             return await self._execute(call)
-        ticket = breaker._admit()
+        ticket = None if breaker is None else breaker._admit()
         try:
             result = await self._execute(call)
         except BaseException as exc:
-            self._record_failure(breaker, ticket, self._deadline_cut(exc))
+            self._attempt_failed(breaker, ticket, self._deadline_cut(exc))
             raise
-        breaker._record(ticket, breaker._classify_result(result))
+        if breaker is not None and ticket is not None:
+            breaker._record(ticket, breaker._classify_result(result))
         return result
 
     async def _execute(self, call: Callable[[], T]) -> T:
@@ -339,16 +423,19 @@ class Guard:
     # -- async function, no threads -----------------------------------------
 
     async def _attempt_native(self, call: Callable[[], Awaitable[T]]) -> T:
+        if self.shared_throttle:
+            await self._wait_throttle_async()
         breaker = self.breaker
-        if breaker is None:
+        if breaker is None and not self.shared_throttle:
             return await call()
-        ticket = breaker._admit()
+        ticket = None if breaker is None else breaker._admit()
         try:
             result = await call()
         except BaseException as exc:
-            self._record_failure(breaker, ticket, self._deadline_cut(exc))
+            self._attempt_failed(breaker, ticket, self._deadline_cut(exc))
             raise
-        breaker._record(ticket, breaker._classify_result(result))
+        if breaker is not None and ticket is not None:
+            breaker._record(ticket, breaker._classify_result(result))
         return result
 
     # -- sync -------------------------------------------------------------
@@ -394,16 +481,19 @@ class Guard:
                 _current_deadline.reset(token)
 
     def _attempt_sync(self, call: Callable[[], T]) -> T:
+        if self.shared_throttle:
+            self._wait_throttle_sync()
         breaker = self.breaker
-        if breaker is None:
+        if breaker is None and not self.shared_throttle:
             return self._execute_sync(call)
-        ticket = breaker._admit()
+        ticket = None if breaker is None else breaker._admit()
         try:
             result = self._execute_sync(call)
         except BaseException as exc:
-            self._record_failure(breaker, ticket, exc)
+            self._attempt_failed(breaker, ticket, exc)
             raise
-        breaker._record(ticket, breaker._classify_result(result))
+        if breaker is not None and ticket is not None:
+            breaker._record(ticket, breaker._classify_result(result))
         return result
 
     def _execute_sync(self, call: Callable[[], T]) -> T:
@@ -478,6 +568,7 @@ class Guard:
             breaker=self.breaker.statistics() if self.breaker else None,
             executor=self.executor.statistics() if self.executor else None,
             budget=self.budget.statistics() if self.budget else None,
+            throttled_for=max(0.0, self._throttle_until - self.clock.monotonic()),
         )
 
     def health(self) -> GuardHealth:
@@ -501,4 +592,6 @@ class Guard:
                 reasons.append("executor_saturated")
         if stats.budget is not None and stats.budget.allowance < 1.0:
             reasons.append("budget_exhausted")
+        if stats.throttled_for > 0:
+            reasons.append("throttled")
         return GuardHealth(healthy=not reasons, reasons=tuple(reasons))

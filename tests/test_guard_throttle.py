@@ -1,0 +1,158 @@
+"""
+Tests of the Guard's shared throttle: one server-suggested wait slows every
+caller of the Guard.
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+import buttress
+from buttress.testing import FakeClock
+
+
+class Throttled(Exception):
+    """A stand-in for a rate-limit response that carries Retry-After seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("rate limited")
+        self.retry_after = retry_after
+
+
+class HintClassifier:
+    def classify(self, exc: BaseException) -> buttress.Verdict:
+        if isinstance(exc, Throttled):
+            return buttress.Verdict(
+                retryable=True, breaker_failure=None, retry_after=exc.retry_after
+            )
+        return buttress.Verdict(retryable=False, breaker_failure=True)
+
+
+def make_guard(
+    clock: FakeClock, *, attempts: int = 1, **kwargs: object
+) -> buttress.Guard:
+    return buttress.Guard(
+        retry=buttress.RetryPolicy(attempts=attempts, clock=clock, listeners=()),
+        classifier=HintClassifier(),
+        shared_throttle=True,
+        clock=clock,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_retry_waits_for_hint() -> None:
+    clock = FakeClock(100.0)
+    guard = make_guard(clock, attempts=3)
+    failures = [Throttled(2.0)]
+
+    def flaky() -> str:
+        if failures:
+            raise failures.pop()
+        return "ok"
+
+    assert guard.call(flaky) == "ok"
+    assert clock.sleeps == [2.0]
+
+
+def test_throttle_delays_next_caller() -> None:
+    clock = FakeClock(100.0)
+    guard = make_guard(clock)
+
+    def limited() -> str:
+        raise Throttled(2.0)
+
+    with pytest.raises(Throttled):
+        guard.call(limited)
+    waited_from = clock.monotonic()
+    assert guard.call(lambda: "ok") == "ok"
+    assert clock.monotonic() == pytest.approx(waited_from + 2.0)
+
+
+def test_throttle_in_statistics_and_health() -> None:
+    clock = FakeClock(100.0)
+    guard = buttress.Guard(
+        classifier=HintClassifier(), shared_throttle=True, clock=clock
+    )
+
+    def limited() -> str:
+        raise Throttled(5.0)
+
+    with pytest.raises(Throttled):
+        guard.call(limited)
+    assert guard.statistics().throttled_for == pytest.approx(5.0)
+    assert guard.health().reasons == ("throttled",)
+
+
+def test_throttle_past_deadline_fails_at_once() -> None:
+    clock = FakeClock(100.0)
+    guard = buttress.Guard(
+        classifier=HintClassifier(), shared_throttle=True, clock=clock, timeout=1.0
+    )
+
+    def limited() -> str:
+        raise Throttled(30.0)
+
+    with pytest.raises(Throttled):
+        guard.call(limited)
+    calls = []
+    with pytest.raises(buttress.DeadlineExceeded):
+        guard.call(lambda: calls.append(1))
+    assert calls == []
+    assert clock.sleeps == []
+
+
+def test_throttle_off_by_default() -> None:
+    clock = FakeClock(100.0)
+    guard = buttress.Guard(classifier=HintClassifier(), clock=clock)
+
+    def limited() -> str:
+        raise Throttled(5.0)
+
+    with pytest.raises(Throttled):
+        guard.call(limited)
+    assert guard.statistics().throttled_for == 0.0
+
+
+def test_throttle_cap_from_retry_policy() -> None:
+    clock = FakeClock(100.0)
+    guard = buttress.Guard(
+        retry=buttress.RetryPolicy(attempts=1, hint_cap=3.0, clock=clock, listeners=()),
+        classifier=HintClassifier(),
+        shared_throttle=True,
+        clock=clock,
+    )
+
+    def limited() -> str:
+        raise Throttled(3600.0)
+
+    with pytest.raises(Throttled):
+        guard.call(limited)
+    assert guard.statistics().throttled_for == pytest.approx(3.0)
+
+
+@pytest.mark.anyio
+async def test_throttle_holds_every_task() -> None:
+    clock = FakeClock(100.0)
+    executor = buttress.BoundedExecutor(4)
+    guard = make_guard(clock, executor=executor)
+    first = True
+    started_at: list[float] = []
+
+    def call() -> None:
+        nonlocal first
+        if first:
+            first = False
+            raise Throttled(4.0)
+        started_at.append(clock.monotonic())
+
+    async with executor:
+        with pytest.raises(Throttled):
+            await guard.run(call)
+        throttled_from = clock.monotonic()
+        async with anyio.create_task_group() as group:
+            for _ in range(5):
+                group.start_soon(guard.run, call)
+    assert len(started_at) == 5
+    assert min(started_at) >= throttled_from + 4.0 - 1e-9
+    assert executor.statistics().active == 0
