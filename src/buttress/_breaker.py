@@ -148,12 +148,6 @@ def _matcher(owner: str, field: str, value: object) -> Callable[[BaseException],
     return matches
 
 
-def _count_value(counter: itertools.count[int]) -> int:
-    # The next value an itertools.count would return, without advancing it.
-    reduced = counter.__reduce__()
-    return int(reduced[1][0])
-
-
 def _check_rate(owner: str, field: str, value: object) -> None:
     if not (isinstance(value, (int, float)) and 0.0 < value <= 1.0):
         msg = (
@@ -180,7 +174,8 @@ class CircuitBreaker:
         window: A sliding window for rate-based detection, or None.
         failure_rate_threshold: Failed share of the window that opens the
             breaker, above 0.0 and at most 1.0.
-        minimum_calls: Calls the window must hold before rates are judged.
+        minimum_calls: Calls the window must hold before rates are judged;
+            at most the size of a `CountWindow`.
         slow_call_duration: Seconds (or a timedelta) from which a call
             counts as slow; needs a window. A slow probe re-opens the
             breaker.
@@ -251,6 +246,14 @@ class CircuitBreaker:
         _check_rate(owner, "failure_rate_threshold", failure_rate_threshold)
         _check_rate(owner, "slow_call_rate_threshold", slow_call_rate_threshold)
         check_int_range(owner, "minimum_calls", minimum_calls, 1)
+        if isinstance(window, CountWindow) and minimum_calls > window.size:
+            msg = (
+                f"{owner}: minimum_calls={minimum_calls!r} is greater than "
+                f"window.size={window.size!r}, so the window can never contain "
+                f"enough calls to open the breaker; lower minimum_calls to at "
+                f"most {window.size} or use a larger CountWindow"
+            )
+            raise ValueError(msg)
         slow_seconds = None
         if slow_call_duration is not None:
             slow_seconds = to_seconds(
@@ -325,6 +328,8 @@ class CircuitBreaker:
         # lets successes be counted without the lock; a free-threaded
         # build would need a lock here.
         self._fast_successes = itertools.count()
+        # Values of `_fast_successes` that `statistics` took to read it.
+        self._fast_reads = 0
         self._update_fast()
         self._consecutive_failures = 0
         self._probes = 0
@@ -716,6 +721,15 @@ class CircuitBreaker:
         """
         self._force(CircuitState.CLOSED, "reset")
 
+    def _read_fast_successes(self) -> int:
+        # Caller holds the lock. itertools.count has no public way to read
+        # its value without advancing it (peeking through __reduce__ is
+        # deprecated since Python 3.12), so take one value and discount the
+        # values that earlier reads took.
+        value = next(self._fast_successes) - self._fast_reads
+        self._fast_reads += 1
+        return value
+
     def statistics(self) -> BreakerStatistics:
         """
         Return a consistent snapshot of the breaker's state and counters.
@@ -746,7 +760,7 @@ class CircuitBreaker:
                 slow_call_rate=slow_calls / calls if calls else 0.0,
                 open_count=self._open_count,
                 consecutive_opens=position.consecutive_opens,
-                successes=self._successes + _count_value(self._fast_successes),
+                successes=self._successes + self._read_fast_successes(),
                 failures=self._failures,
                 ignored=self._ignored,
                 slow_calls=self._slow_calls,

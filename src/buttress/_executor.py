@@ -407,12 +407,15 @@ class BoundedExecutor:
                     max_workers=self.max_workers,
                     queue_size=self.queue_size,
                 )
+        self._emit_rejection(error.reason)
+        raise error
+
+    def _emit_rejection(self, reason: str) -> None:
         if self._rejection_listeners:
             emit(
                 self._rejection_listeners,
-                CallRejected(self.name, "executor_saturated", error.reason),
+                CallRejected(self.name, "executor_saturated", reason),
             )
-        raise error
 
     def _closed_error(self, text: str) -> ExecutorClosed:
         return ExecutorClosed(
@@ -476,6 +479,7 @@ class BoundedExecutor:
             self._queue.remove(item)
             item.state = _ItemState.WITHDRAWN
             self._rejected_queue_timeout += 1
+        self._emit_rejection("queue_timeout")
         return True
 
     def _queue_timeout_error(self) -> ExecutorSaturated:
@@ -844,6 +848,7 @@ class BoundedExecutor:
             item.notify(
                 None, self._closed_error("was shut down before the call started")
             )
+            self._emit_rejection("closed")
 
     def _join(self, timeout: float | None) -> bool:
         deadline = math.inf if timeout is None else time.monotonic() + timeout

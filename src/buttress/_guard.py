@@ -586,7 +586,9 @@ class Guard:
             if stats.executor.closed:
                 reasons.append("executor_closed")
             elif (
-                stats.executor.active >= stats.executor.max_workers
+                # Compare with the limit, not max_workers, because an adaptive
+                # limit may admit fewer running calls.
+                stats.executor.active >= stats.executor.limit
                 and stats.executor.queued >= stats.executor.queue_capacity
             ):
                 reasons.append("executor_saturated")
