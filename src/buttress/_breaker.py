@@ -47,7 +47,14 @@ from ._breaker_store import (
 from ._classify import Classifier
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import CircuitOpen, Rejected
-from ._events import DEFAULT_LISTENERS, CircuitStateChanged, Listener, emit
+from ._events import (
+    DEFAULT_LISTENERS,
+    CallRejected,
+    CircuitStateChanged,
+    Listener,
+    LoggingListener,
+    emit,
+)
 from ._validate import (
     Duration,
     check_int_range,
@@ -72,6 +79,42 @@ ExceptionMatcher: TypeAlias = (
 
 Ticket: TypeAlias = tuple[int, bool, float]
 """An admitted call: its generation, whether it is a probe, its start time."""
+
+
+_new_error = BaseException.__new__
+
+# Module-level aliases: reading a global is cheaper than an enum attribute
+# on the admission and rejection paths.
+_CLOSED = CircuitState.CLOSED
+_OPEN = CircuitState.OPEN
+_FORCED_OPEN = CircuitState.FORCED_OPEN
+
+
+class _Counter:
+    """
+    A counter that many threads may increment without a lock.
+
+    NOTE: next() on itertools.count is atomic under the GIL; a free-threaded
+    build would need a lock in `add`.
+    """
+
+    __slots__ = ("_count", "_reads", "add")
+
+    def __init__(self) -> None:
+        self._count = itertools.count()
+        # Values that `value` itself took from the count.
+        self._reads = 0
+        self.add = self._count.__next__
+
+    def value(self) -> int:
+        """
+        Return how many times `add` was called; callers serialise reads.
+        """
+        # itertools.count has no public way to read its value without
+        # advancing it, so take one value and discount the earlier reads.
+        value = next(self._count) - self._reads
+        self._reads += 1
+        return value
 
 
 class _Outcome(enum.Enum):
@@ -324,12 +367,15 @@ class CircuitBreaker:
             self._store_is_private and window is None and failure_on_result is None
         )
         self._fast: BreakerPosition | None = None
-        # NOTE: next() on itertools.count is atomic under the GIL, which
-        # lets successes be counted without the lock; a free-threaded
-        # build would need a lock here.
-        self._fast_successes = itertools.count()
-        # Values of `_fast_successes` that `statistics` took to read it.
-        self._fast_reads = 0
+        # Successes on the fast path are counted without the lock.
+        self._fast_successes = _Counter()
+        # Rejections while open are counted the same way.
+        self._fast_rejections = _Counter()
+        self._rejection_listeners = tuple(
+            listener
+            for listener in self._listeners
+            if not isinstance(listener, LoggingListener)
+        )
         self._update_fast()
         self._consecutive_failures = 0
         self._probes = 0
@@ -428,12 +474,43 @@ class CircuitBreaker:
                 slot taken.
         """
         position = self._position
-        if position.state is CircuitState.CLOSED and self._store_is_private:
+        state = position.state
+        if state is _CLOSED and self._store_is_private:
             started = (
                 0.0 if self.slow_call_duration is None else self._clock.monotonic()
             )
             return position.generation, False, started
         return self._admit_slow()
+
+    def _open_rejection(self) -> CircuitOpen | None:
+        """
+        Return the error for a call that arrives while the breaker is open
+        and its open duration is still running, or None.
+
+        Rejecting while open needs no lock: the position is read once, and
+        a transition in the meantime only means this caller was rejected a
+        moment late. Callers raise the error in their own frame, which
+        keeps the traceback, and so the rejection, short.
+        """
+        position = self._position
+        if position.state is not _OPEN or not self._store_is_private:
+            return None
+        now = self._clock.monotonic()
+        if now >= position.open_until:
+            return None
+        self._fast_rejections.add()
+        error = _new_error(CircuitOpen)
+        error.name = self.name
+        error.retry_after = position.open_until - now
+        if self._rejection_listeners:
+            self._emit_rejection(error)
+        return error
+
+    def _emit_rejection(self, error: CircuitOpen) -> None:
+        emit(
+            self._rejection_listeners,
+            CallRejected(self.name, "circuit_open", error.reason),
+        )
 
     def _admit_slow(self) -> Ticket:
         now = self._clock.monotonic()
@@ -468,32 +545,26 @@ class CircuitBreaker:
         if event is not None:
             emit(self._listeners, event)
         if rejection is not None:
+            if self._rejection_listeners:
+                self._emit_rejection(rejection)
             raise rejection
         return position.generation, probe, now
 
     def _rejection(self, now: float) -> CircuitOpen:
         # Caller holds the lock.
         position = self._position
-        if position.state is CircuitState.FORCED_OPEN:
+        if position.state is _FORCED_OPEN:
             return CircuitOpen(
-                f"circuit breaker {self.name!r} is forced open; call reset() or "
-                f"force_closed() to let calls through",
-                name=self.name,
-                retry_after=math.inf,
+                name=self.name, retry_after=math.inf, reason="forced_open"
             )
-        if position.state is CircuitState.OPEN:
+        if position.state is _OPEN:
             retry_after = max(0.0, position.open_until - now)
-            return CircuitOpen(
-                f"circuit breaker {self.name!r} is open; the next probe is "
-                f"admitted in {retry_after:.3f} s",
-                name=self.name,
-                retry_after=retry_after,
-            )
+            return CircuitOpen(name=self.name, retry_after=retry_after)
         return CircuitOpen(
-            f"circuit breaker {self.name!r} is half-open and its "
-            f"{self.half_open_max_calls} probe slot(s) are taken",
             name=self.name,
             retry_after=0.0,
+            reason="half_open_full",
+            probe_slots=self.half_open_max_calls,
         )
 
     def _record(self, ticket: Ticket, outcome: _Outcome) -> None:
@@ -591,7 +662,7 @@ class CircuitBreaker:
             # lands concurrently is simply ordered after this success.
             self._record((fast.generation, False, 0.0), _Outcome.SUCCESS)
         else:
-            next(self._fast_successes)
+            self._fast_successes.add()
 
     def _classify(self, exc: BaseException) -> _Outcome:
         if not isinstance(exc, Exception) or isinstance(exc, Rejected):
@@ -631,6 +702,9 @@ class CircuitBreaker:
                 raise
             self._count_fast_success(fast)
             return result
+        error = self._open_rejection()
+        if error is not None:
+            raise error
         ticket = self._admit()
         try:
             result = fn(*args, **kwargs)
@@ -658,6 +732,9 @@ class CircuitBreaker:
                 raise
             self._count_fast_success(fast)
             return result
+        error = self._open_rejection()
+        if error is not None:
+            raise error
         ticket = self._admit()
         try:
             result = await fn(*args, **kwargs)
@@ -690,6 +767,19 @@ class CircuitBreaker:
 
         @functools.wraps(fn)
         def guarded(*args: P.args, **kwargs: P.kwargs) -> Any:
+            # The closed and open paths of `call`, inlined to save a frame.
+            fast = self._fast
+            if fast is not None:
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:
+                    self._record((fast.generation, False, 0.0), self._classify(exc))
+                    raise
+                self._count_fast_success(fast)
+                return result
+            error = self._open_rejection()
+            if error is not None:
+                raise error
             return self.call(fn, *args, **kwargs)
 
         return guarded
@@ -721,15 +811,6 @@ class CircuitBreaker:
         """
         self._force(CircuitState.CLOSED, "reset")
 
-    def _read_fast_successes(self) -> int:
-        # Caller holds the lock. itertools.count has no public way to read
-        # its value without advancing it (peeking through __reduce__ is
-        # deprecated since Python 3.12), so take one value and discount the
-        # values that earlier reads took.
-        value = next(self._fast_successes) - self._fast_reads
-        self._fast_reads += 1
-        return value
-
     def statistics(self) -> BreakerStatistics:
         """
         Return a consistent snapshot of the breaker's state and counters.
@@ -760,11 +841,11 @@ class CircuitBreaker:
                 slow_call_rate=slow_calls / calls if calls else 0.0,
                 open_count=self._open_count,
                 consecutive_opens=position.consecutive_opens,
-                successes=self._successes + self._read_fast_successes(),
+                successes=self._successes + self._fast_successes.value(),
                 failures=self._failures,
                 ignored=self._ignored,
                 slow_calls=self._slow_calls,
-                rejected=self._rejected,
+                rejected=self._rejected + self._fast_rejections.value(),
                 probes_in_flight=self._probes,
                 seconds_until_probe=until_probe,
                 last_transition_at=position.changed_at,

@@ -75,13 +75,61 @@ class CircuitOpen(Rejected):
         name: The breaker's name.
         retry_after: Seconds until the breaker admits its next probe call.
             It is ``0.0`` when the breaker is half-open and its probe slots
-            are all taken, because the slot frees as soon as a probe ends.
+            are all taken, because a slot frees as soon as a probe ends, and
+            ``inf`` while the breaker is forced open.
+        reason: ``"open"``, ``"half_open_full"`` or ``"forced_open"``.
     """
 
-    def __init__(self, message: str, *, name: str, retry_after: float) -> None:
-        super().__init__(message)
+    # The message is built only when it is read: a breaker rejects in
+    # floods while a dependency is down, and most rejections are counted,
+    # not printed. Class-level defaults let the breaker's fast path set only
+    # the two fields that vary.
+    name: str = ""
+    retry_after: float = 0.0
+    reason: str = "open"
+    _message: str | None = None
+    _probe_slots: int = 1
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        name: str = "",
+        retry_after: float = 0.0,
+        reason: str = "open",
+        probe_slots: int = 1,
+    ) -> None:
+        if message is not None:
+            super().__init__(message)
         self.name = name
         self.retry_after = retry_after
+        self.reason = reason
+        self._message = message
+        self._probe_slots = probe_slots
+
+    def __str__(self) -> str:
+        if self._message is not None:
+            return self._message
+        if self.reason == "forced_open":
+            return (
+                f"circuit breaker {self.name!r} is forced open; call reset() or "
+                f"force_closed() to let calls through"
+            )
+        if self.reason == "half_open_full":
+            return (
+                f"circuit breaker {self.name!r} is half-open and its "
+                f"{self._probe_slots} probe slot(s) are taken; retry shortly"
+            )
+        return (
+            f"circuit breaker {self.name!r} is open; the next probe is admitted "
+            f"in {self.retry_after:.3f} s"
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"CircuitOpen(name={self.name!r}, retry_after={self.retry_after!r}, "
+            f"reason={self.reason!r})"
+        )
 
 
 class DeadlineExceeded(ButtressError, TimeoutError):
