@@ -675,24 +675,27 @@ class BoundedExecutor:
         waiter = make_waiter()
         item = self._admit(fn, args, waiter.notify)
         queue_timeout = self.queue_timeout
+        wait_left = timeout
         try:
             if (
                 queue_timeout is not None
                 and item.state is _ItemState.QUEUED
                 and (timeout is None or queue_timeout < timeout)
             ):
-                started = time.monotonic()
+                # The event loop's clock, the one move_on_after uses.
+                started = anyio.current_time()
                 with anyio.move_on_after(queue_timeout):
                     result, error = await waiter.wait()
                     return cast(T, self._unwrap(result, error))
                 if self._reject_queued(item):
                     raise self._queue_timeout_error()
                 if timeout is not None:
-                    timeout = max(0.0, timeout - (time.monotonic() - started))
+                    waited = anyio.current_time() - started
+                    wait_left = max(0.0, timeout - waited)
             if timeout is None:
                 result, error = await waiter.wait()
                 return cast(T, self._unwrap(result, error))
-            with anyio.move_on_after(timeout):
+            with anyio.move_on_after(wait_left):
                 result, error = await waiter.wait()
                 return cast(T, self._unwrap(result, error))
         except BaseException:

@@ -141,7 +141,7 @@ class RetryPolicy:
             or a `Classifier` (its verdict's ``retryable`` and
             ``retry_after`` are used). buttress's own errors (`Rejected`,
             `DeadlineExceeded`) are retried only when named as types here or
-            accepted by a predicate or classifier.
+            accepted by a predicate; a classifier is never asked about them.
         retry_on_result: Predicate on a return value that asks for another
             attempt. When attempts run out, the last value is returned.
         hint: Function returning the delay the server asked for (such as
@@ -238,6 +238,10 @@ class RetryPolicy:
                 return any(issubclass(t, ButtressError) for t in types)
             return True
         if isinstance(retry_on, Classifier):
+            # A classifier judges the client's errors; buttress's own are
+            # never retried through one.
+            if isinstance(exc, ButtressError):
+                return False
             return retry_on.classify(exc).retryable
         return bool(retry_on(exc))
 
