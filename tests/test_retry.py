@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from _virtual_time import virtual_time_backends
 from buttress import (
     Backoff,
+    ButtressError,
     CircuitOpen,
     DeadlineExceeded,
     Event,
@@ -31,6 +32,7 @@ from buttress import (
     RetryGaveUp,
     RetryPolicy,
     RetryScheduled,
+    Verdict,
     time_remaining,
 )
 from buttress.testing import FakeClock
@@ -273,6 +275,27 @@ def test_local_error_retried_by_predicate() -> None:
     policy = make_policy(retry_on=lambda exc: isinstance(exc, CircuitOpen))
 
     assert policy.call(flaky) == "ok"
+
+
+class ClientError(ButtressError):
+    """An adapter's own error, built on ButtressError like the Vault tree."""
+
+
+class ClientErrorClassifier:
+    def classify(self, exc: BaseException) -> Verdict:
+        return Verdict(retryable=isinstance(exc, ClientError))
+
+
+@pytest.mark.parametrize(
+    "retry_on",
+    [Exception, ClientError, ClientErrorClassifier()],
+    ids=["exception", "type", "classifier"],
+)
+def test_adapter_error_on_buttress_error_retried(retry_on: Any) -> None:
+    flaky = Flaky(2, lambda: ClientError("server busy"))
+
+    assert make_policy(attempts=5, retry_on=retry_on).call(flaky) == "ok"
+    assert flaky.calls == 3
 
 
 # -- deadline ---------------------------------------------------------------

@@ -30,7 +30,7 @@ from ._backoff import Backoff
 from ._budget import RetryBudget
 from ._classify import Classifier
 from ._clock import SYSTEM_CLOCK, Clock, _current_deadline
-from ._errors import ButtressError, DeadlineExceeded
+from ._errors import DeadlineExceeded, Rejected
 from ._events import DEFAULT_LISTENERS, Listener, RetryGaveUp, RetryScheduled, emit
 from ._validate import (
     Duration,
@@ -44,6 +44,10 @@ __all__ = ["Attempt", "RetryPolicy"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+# The errors that buttress itself raises around a call. Adapters may build
+# their own error trees on ButtressError; those are the client's errors.
+_PIPELINE_ERRORS = (Rejected, DeadlineExceeded)
 
 RetryOn: TypeAlias = (
     type[BaseException]
@@ -232,15 +236,15 @@ class RetryPolicy:
         if isinstance(retry_on, (type, tuple)):
             if not isinstance(exc, retry_on):
                 return False
-            if isinstance(exc, ButtressError):
-                # buttress's own errors need an explicit opt-in by type.
+            if isinstance(exc, _PIPELINE_ERRORS):
+                # Rejections and deadlines need an explicit opt-in by type.
                 types = retry_on if isinstance(retry_on, tuple) else (retry_on,)
-                return any(issubclass(t, ButtressError) for t in types)
+                return any(issubclass(t, _PIPELINE_ERRORS) for t in types)
             return True
         if isinstance(retry_on, Classifier):
-            # A classifier judges the client's errors; buttress's own are
-            # never retried through one.
-            if isinstance(exc, ButtressError):
+            # A classifier judges the client's errors; rejections and
+            # deadlines are never retried through one.
+            if isinstance(exc, _PIPELINE_ERRORS):
                 return False
             return retry_on.classify(exc).retryable
         return bool(retry_on(exc))
