@@ -234,7 +234,7 @@ async def test_bad_token_is_permission_denied(openbao: OpenBaoDevServer) -> None
         breaker = vault.breaker
         assert breaker is not None
         stats = breaker.statistics()
-        health = await vault.health_check()
+        health = await vault.health_check(deep=True)
 
     assert denied.value.status == 403
     assert denied.value.retryable is False
@@ -495,7 +495,7 @@ async def test_rate_limited_waits_retry_after(openbao: OpenBaoDevServer) -> None
 
 async def test_health_check_healthy(openbao: OpenBaoDevServer) -> None:
     async with VaultAdapter(settings(openbao)) as vault:
-        health = await vault.health_check()
+        health = await vault.health_check(deep=True)
 
     assert health["healthy"] is True
     assert health["reasons"] == []
@@ -530,7 +530,7 @@ async def test_health_check_breaker_forced_open(
         breaker.force_open()
         with pytest.raises(CircuitOpen):
             await vault.read_secret(unique_path("forced-open"))
-        health = await vault.health_check()
+        health = await vault.health_check(deep=True)
 
     assert health["server_reachable"] is True
     assert health["token_valid"] is True
@@ -549,7 +549,7 @@ async def test_health_check_with_token_ttl(openbao: OpenBaoDevServer) -> None:
     response.raise_for_status()
     token = response.json()["auth"]["client_token"]
     async with VaultAdapter(settings(openbao, token=token)) as vault:
-        health = await vault.health_check()
+        health = await vault.health_check(deep=True)
 
     assert health["token_valid"] is True
     assert 3500 <= health["token_ttl_remaining_seconds"] <= 3600

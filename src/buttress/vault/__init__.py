@@ -1,7 +1,8 @@
 """
 Resilient access to HashiCorp Vault and OpenBao through hvac.
 
-`VaultAdapter` runs KV version 2 operations in a bounded thread pool,
+`VaultAdapter` runs secrets operations (KV versions 1 and 2, transit,
+database credentials, PKI, tokens and leases) in a bounded thread pool,
 behind a circuit breaker and a retry policy, within a deadline. Every
 failure reaches the caller as a `VaultAdapterError` subclass (or as
 buttress's own `CircuitOpen`, `ExecutorSaturated` or `DeadlineExceeded`),
@@ -19,10 +20,14 @@ Example::
 from __future__ import annotations
 
 from ._adapter import VaultAdapter
+from ._classify import Replay, replay_class
 from ._config import RetrySettings, VaultConfig
+from ._database import DatabaseCredentials, StaticCredentials
 from ._errors import (
     CasConflict,
     InvalidRequest,
+    LeaseExpired,
+    LeaseNotRenewable,
     NotFound,
     Outcome,
     PermissionDenied,
@@ -35,19 +40,79 @@ from ._errors import (
     VaultServerError,
     VaultTimeout,
     VaultUnavailable,
+    VersionDestroyed,
 )
-from ._kv import KVSecret
+from ._generic import GenericResponse
+from ._kv import KVMetadata, KVSecret, KVSubkeys, KVVersion
+from ._kv1 import KV1Secret
+from ._operations import (
+    DatabaseOperations,
+    Duration,
+    KVv1Operations,
+    KVv2Operations,
+    LeaseOperations,
+    PKIOperations,
+    TokenOperations,
+    TransitOperations,
+)
+from ._pki import CertificateRevocation, IssuedCertificate
+from ._sync import (
+    SyncDatabaseOperations,
+    SyncKVv1Operations,
+    SyncKVv2Operations,
+    SyncLeaseOperations,
+    SyncPKIOperations,
+    SyncTokenOperations,
+    SyncTransitOperations,
+    SyncVaultAdapter,
+)
+from ._token import LeaseInfo, LeaseRenewal, TokenInfo, TokenRenewal
+from ._transit import TransitBatchItem, TransitCiphertext
 
 __all__ = [
     "CasConflict",
+    "CertificateRevocation",
+    "DatabaseCredentials",
+    "DatabaseOperations",
+    "Duration",
+    "GenericResponse",
     "InvalidRequest",
+    "IssuedCertificate",
+    "KV1Secret",
+    "KVMetadata",
     "KVSecret",
+    "KVSubkeys",
+    "KVVersion",
+    "KVv1Operations",
+    "KVv2Operations",
+    "LeaseExpired",
+    "LeaseInfo",
+    "LeaseNotRenewable",
+    "LeaseOperations",
+    "LeaseRenewal",
     "NotFound",
     "Outcome",
+    "PKIOperations",
     "PermissionDenied",
     "RateLimited",
+    "Replay",
     "RetrySettings",
     "SecretDeleted",
+    "StaticCredentials",
+    "SyncDatabaseOperations",
+    "SyncKVv1Operations",
+    "SyncKVv2Operations",
+    "SyncLeaseOperations",
+    "SyncPKIOperations",
+    "SyncTokenOperations",
+    "SyncTransitOperations",
+    "SyncVaultAdapter",
+    "TokenInfo",
+    "TokenOperations",
+    "TokenRenewal",
+    "TransitBatchItem",
+    "TransitCiphertext",
+    "TransitOperations",
     "VaultAdapter",
     "VaultAdapterError",
     "VaultConfig",
@@ -57,6 +122,8 @@ __all__ = [
     "VaultServerError",
     "VaultTimeout",
     "VaultUnavailable",
+    "VersionDestroyed",
+    "replay_class",
 ]
 
 # Show public names, not private module paths, in reprs and tracebacks.

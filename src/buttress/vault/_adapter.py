@@ -1,45 +1,57 @@
 """
-`VaultAdapter`: KV version 2 operations on Vault or OpenBao through a
+`VaultAdapter`: secrets operations on Vault or OpenBao through a
 `buttress.Guard`.
 
-Every operation runs its hvac call in a worker thread of a
+Every operation runs its requests in a worker thread of a
 `BoundedExecutor`, behind a circuit breaker and a retry policy, within
-``timeout_seconds``. A `buttress.clients.ClientAdapter` subclass owns
-those parts and gives each worker thread its own hvac client. The worker
-thread translates every failure into a `VaultAdapterError`, and
-`VaultClassifier` reads the retry and breaker verdicts from it. An
-operation that is not safe to replay runs with ``replay_safe=False``, so
-the Guard does not retry it after an outcome that is unknown.
+``timeout_seconds``. `buttress.vault._runtime` builds those parts and
+gives each worker thread its own hvac client. The worker thread
+translates every failure into a `VaultAdapterError`, and
+`VaultClassifier` reads the retry and breaker verdicts from it. Each
+operation declares a replay class, so the Guard does not retry an
+operation that is not safe to replay after an outcome that is unknown.
+
+The operations live in groups, one per secrets engine (``adapter.kv``,
+``adapter.transit``, ...), defined in `buttress.vault._operations`.
+`SyncVaultAdapter` offers the same operations to threaded programs.
 """
 
 from __future__ import annotations
 
-import functools
+import builtins
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import hvac
 from typing_extensions import Self
 
-from .._backoff import Backoff
 from .._breaker import CircuitBreaker
 from .._breaker_store import CircuitState
 from .._clock import SYSTEM_CLOCK, Clock
-from .._errors import DeadlineExceeded, ExecutorSaturated
 from .._events import DEFAULT_LISTENERS, Listener
 from .._executor import BoundedExecutor
 from .._guard import Guard, GuardStatistics
-from .._retry import RetryPolicy
-from ..clients import ClientAdapter
-from . import _kv
-from ._classify import Operation, VaultClassifier, translate
+from . import _generic, _kv
+from ._classify import Operation, Replay
 from ._config import VaultConfig
-from ._errors import CasConflict
-from ._health import HealthProbe, probe_server
+from ._generic import GenericResponse
+from ._health import HealthProbe, check_health
 from ._kv import KVSecret
-from ._transport import build_client, close_client
+from ._operations import (
+    DatabaseOperations,
+    KVv1Operations,
+    KVv2Operations,
+    LeaseOperations,
+    PKIOperations,
+    TokenOperations,
+    TransitOperations,
+)
+from ._runtime import HANDLER_TYPE, Call, as_config, run_call
+from ._runtime import VaultClients as _VaultClients
+
+if TYPE_CHECKING:
+    from ._sync import SyncVaultAdapter
 
 __all__ = ["VaultAdapter"]
 
@@ -47,179 +59,15 @@ _log = logging.getLogger("buttress.vault")
 
 T = TypeVar("T")
 
-HANDLER_TYPE = "buttress.vault"
 # Upper bound on the health probe, so a hung server cannot hold a health
 # check for the whole operation timeout.
 HEALTH_TIMEOUT_CAP = 5.0
-# Maximum Retry-After wait honoured, in seconds. A longer requested wait is
-# cut to this.
-RETRY_AFTER_CAP = 60.0
-
-
-class _VaultClients(ClientAdapter[hvac.Client]):
-    """
-    The guarded pipeline of one initialized `VaultAdapter`, with one hvac
-    client per worker thread.
-    """
-
-    handler_type = HANDLER_TYPE
-
-    def __init__(
-        self, config: VaultConfig, *, clock: Clock, listeners: tuple[Listener, ...]
-    ) -> None:
-        self.config = config
-        classifier = VaultClassifier()
-        breaker = None
-        if config.circuit_breaker_enabled:
-            breaker = CircuitBreaker(
-                failure_threshold=config.circuit_breaker_failure_threshold,
-                reset_timeout=config.circuit_breaker_reset_timeout_seconds,
-                classifier=classifier,
-                name="vault",
-                clock=clock,
-                listeners=listeners,
-            )
-        settings = config.retry
-        retry = RetryPolicy(
-            attempts=settings.max_attempts,
-            backoff=Backoff(
-                initial=settings.initial_backoff_seconds,
-                maximum=settings.max_backoff_seconds,
-                multiplier=settings.exponential_base,
-            ),
-            # The classifier also supplies the Retry-After of a 429, which
-            # the policy raises to at least the initial backoff.
-            retry_on=classifier,
-            hint_cap=RETRY_AFTER_CAP,
-            clock=clock,
-            listeners=listeners,
-        )
-        super().__init__(
-            name="buttress-vault",
-            max_workers=config.max_concurrent_operations,
-            queue_multiplier=config.max_queue_size_multiplier,
-            timeout=config.timeout_seconds,
-            retry=retry,
-            breaker=breaker,
-            clock=clock,
-            listeners=listeners,
-        )
-
-    def create_client(self) -> hvac.Client:
-        return build_client(self.config)
-
-    def close_client(self, client: hvac.Client) -> None:
-        close_client(client)
-
-    def classifier(self) -> VaultClassifier:
-        return VaultClassifier()
-
-
-def _as_config(value: object) -> VaultConfig:
-    if isinstance(value, VaultConfig):
-        return value
-    if isinstance(value, Mapping):
-        return VaultConfig.from_mapping(value)
-    # The value is not echoed, because it may contain the token.
-    msg = (
-        f"VaultAdapter: config is invalid. Pass a VaultConfig or a mapping of "
-        f"its settings, such as {{'url': ..., 'token': ...}} (got "
-        f"{type(value).__name__})."
-    )
-    raise TypeError(msg)
-
-
-def _check_text(method: str, name: str, value: object, *, allow_empty: bool) -> str:
-    """
-    Return *value* without leading and trailing slashes, after checking it
-    is a str that is non-empty unless *allow_empty*.
-    """
-    if not isinstance(value, str):
-        msg = f"{method}: {name} must be a str (got {type(value).__name__})."
-        raise TypeError(msg)
-    cleaned = value.strip("/")
-    if not cleaned and not allow_empty:
-        example = "'app/db'" if name == "path" else "'secret'"
-        msg = f"{method}: {name}={value!r} is empty. Pass one such as {example}."
-        raise ValueError(msg)
-    return cleaned
-
-
-def _check_optional_int(
-    method: str, name: str, value: object, low: int, fix: str
-) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"{method}: {name}={value!r} is invalid. It must be None or an integer (got {type(value).__name__})."
-        raise TypeError(msg)
-    if value < low:
-        msg = f"{method}: {name}={value!r} is out of range. It must be at least {low}, {fix}."
-        raise ValueError(msg)
-
-
-class _CasWrite:
-    """
-    A check-and-set write that recognizes its own earlier success.
-
-    When an attempt's outcome is unknown (say, the response was lost) the
-    write may have been applied, and the retry then fails with a
-    check-and-set conflict. In that case the secret is read back. If its
-    latest version is ``cas + 1`` and contains this data, the earlier
-    attempt succeeded and that version is returned.
-    """
-
-    def __init__(
-        self, op: Operation, path: str, data: Mapping[str, Any], mount: str, cas: int
-    ) -> None:
-        self.op = op
-        self.path = path
-        self.data = data
-        self.mount = mount
-        self.cas = cas
-        # An attempt whose outcome was unknown sets it, and the next attempt
-        # reads it. The retry policy starts that attempt only after this one
-        # ended, so no lock is needed.
-        self.maybe_applied = False
-
-    def __call__(self, client: hvac.Client) -> int:
-        try:
-            return _kv.write_secret(client, self.path, self.data, self.mount, self.cas)
-        except Exception as exc:
-            error = translate(exc, self.op)
-            if error is None:
-                raise
-        if isinstance(error, CasConflict) and self.maybe_applied:
-            expected = self.cas + 1
-            if _kv.wrote_version(client, self.path, self.data, self.mount, expected):
-                return expected
-        if error.outcome == "unknown":
-            self.maybe_applied = True
-        raise error
-
-
-def _run_translated(
-    op: Operation, work: Callable[[hvac.Client], T], client: hvac.Client
-) -> T:
-    """
-    Run *work* with this worker thread's *client*, translating failures.
-
-    The translated error is raised outside the ``except`` block, so it does
-    not carry the original exception, whose text contains the request URL.
-    """
-    try:
-        return work(client)
-    except Exception as exc:
-        error = translate(exc, op)
-        if error is None:
-            raise
-    raise error
 
 
 class VaultAdapter:
     """
-    Read, write, list and delete KV version 2 secrets in Vault or OpenBao,
-    with retries, a circuit breaker, a bounded thread pool and a deadline.
+    Read and write secrets in Vault or OpenBao, with retries, a circuit
+    breaker, a bounded thread pool and a deadline.
 
     Args:
         config: A `VaultConfig`, or a mapping accepted by
@@ -233,6 +81,13 @@ class VaultAdapter:
     `initialize` and `aclose` yourself. Every method is safe to call from
     many tasks at once, on asyncio or trio.
 
+    The operations are grouped by secrets engine: `kv` (KV version 2),
+    `kv1`, `transit`, `database`, `pki`, `token` (the adapter's own token)
+    and `lease`. `read_secret`, `write_secret`, `list_secrets` and
+    `delete_secret` are shortcuts for the common KV version 2 operations,
+    and `read`, `write`, `list` and `delete` reach any other API path.
+    `sync` offers every operation to plain threads.
+
     .. versionadded:: 0.1.0
     """
 
@@ -243,11 +98,19 @@ class VaultAdapter:
         listeners: Sequence[Listener] | None = None,
         clock: Clock | None = None,
     ) -> None:
-        self._config = None if config is None else _as_config(config)
+        self._config = None if config is None else as_config(config, "VaultAdapter")
         self._listeners = DEFAULT_LISTENERS if listeners is None else tuple(listeners)
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self._runtime: _VaultClients | None = None
         self._closed = False
+        self._sync: SyncVaultAdapter | None = None
+        self._kv = KVv2Operations(self._run_call)
+        self._kv1 = KVv1Operations(self._run_call)
+        self._transit = TransitOperations(self._run_call)
+        self._database = DatabaseOperations(self._run_call)
+        self._pki = PKIOperations(self._run_call)
+        self._token = TokenOperations(self._run_call)
+        self._lease = LeaseOperations(self._run_call)
 
     def __repr__(self) -> str:
         url = self._config.url if self._config is not None else None
@@ -274,23 +137,30 @@ class VaultAdapter:
             RuntimeError: When the adapter is closed, has no configuration,
                 or was initialized with a different one.
         """
+        self._start(config, owner="VaultAdapter")
+
+    def _start(
+        self, config: VaultConfig | Mapping[str, Any] | None, *, owner: str
+    ) -> None:
+        # Building the parts never waits, so the async and the sync adapter
+        # share this.
         if self._closed:
-            raise RuntimeError("VaultAdapter is closed. Create a new adapter.")
-        new_config = None if config is None else _as_config(config)
+            raise RuntimeError(f"{owner} is closed. Create a new adapter.")
+        new_config = None if config is None else as_config(config, owner)
         if self._runtime is not None:
             if new_config is None or new_config == self._runtime.config:
                 return
             msg = (
-                "VaultAdapter is already initialized with another config. "
-                "Create a new adapter for it."
+                f"{owner} is already initialized with another config. "
+                f"Create a new adapter for it."
             )
             raise RuntimeError(msg)
         if new_config is None:
             new_config = self._config
         if new_config is None:
             msg = (
-                "VaultAdapter has no config. Pass one to the constructor or to "
-                "initialize()."
+                f"{owner} has no config. Pass one to the constructor or to "
+                f"initialize()."
             )
             raise RuntimeError(msg)
         self._config = new_config
@@ -312,6 +182,19 @@ class VaultAdapter:
         if runtime is None:
             return
         await runtime.aclose(timeout=runtime.config.timeout_seconds)
+        self._warn_running_threads(runtime)
+
+    def _close_sync(self) -> None:
+        # The blocking twin of aclose, for SyncVaultAdapter.
+        runtime = self._runtime
+        self._closed = True
+        if runtime is None:
+            return
+        runtime.close(timeout=runtime.config.timeout_seconds)
+        self._warn_running_threads(runtime)
+
+    @staticmethod
+    def _warn_running_threads(runtime: _VaultClients) -> None:
         threads = runtime.executor.statistics().threads
         if threads:
             _log.warning(
@@ -391,7 +274,72 @@ class VaultAdapter:
         """
         return self._require_runtime(allow_closed=True).guard.statistics()
 
-    # -- KV version 2 ---------------------------------------------------------
+    @property
+    def sync(self) -> SyncVaultAdapter:
+        """
+        The same operations for plain threads, sharing this adapter's
+        Guard, thread pool and breaker.
+
+        Its methods block the calling thread, so call them from threads
+        other than the event loop's. This adapter's `initialize` and
+        `aclose` control its life.
+        """
+        if self._sync is None:
+            from ._sync import SyncVaultAdapter
+
+            self._sync = SyncVaultAdapter._borrow(self)
+        return self._sync
+
+    # -- operations -------------------------------------------------------------
+
+    @property
+    def kv(self) -> KVv2Operations:
+        """
+        Operations on KV version 2 secrets.
+        """
+        return self._kv
+
+    @property
+    def kv1(self) -> KVv1Operations:
+        """
+        Operations on KV version 1 secrets.
+        """
+        return self._kv1
+
+    @property
+    def transit(self) -> TransitOperations:
+        """
+        Encryption and decryption with the transit secrets engine.
+        """
+        return self._transit
+
+    @property
+    def database(self) -> DatabaseOperations:
+        """
+        Credentials from the database secrets engine.
+        """
+        return self._database
+
+    @property
+    def pki(self) -> PKIOperations:
+        """
+        Certificates from the PKI secrets engine.
+        """
+        return self._pki
+
+    @property
+    def token(self) -> TokenOperations:
+        """
+        Lookup, renewal and revocation of the adapter's own token.
+        """
+        return self._token
+
+    @property
+    def lease(self) -> LeaseOperations:
+        """
+        Lookup, renewal and revocation of leases.
+        """
+        return self._lease
 
     def _operation(
         self, name: str, mount: str, path: str, *, replay_safe: bool
@@ -401,38 +349,30 @@ class VaultAdapter:
         runtime = self._require_runtime()
         return Operation(name, mount, path, replay_safe, runtime.config.url)
 
-    async def _submit(self, op: Operation, work: Callable[[hvac.Client], T]) -> T:
-        runtime = self._require_runtime()
+    async def _run_call(self, call: Call[T]) -> T:
+        return await run_call(self._require_runtime(), call)
 
-        def attempt(client: hvac.Client) -> T:
-            return _run_translated(op, work, client)
-
-        # Retry events and logs name the operation.
-        attempt.__qualname__ = f"VaultAdapter.{op.name}"
-        return await runtime.run(attempt, replay_safe=op.replay_safe)
+    # -- KV version 2 shortcuts -------------------------------------------------
 
     async def read_secret(
-        self, path: str, *, mount_point: str = "secret", version: int | None = None
+        self,
+        path: str,
+        *,
+        mount_point: str = "secret",
+        version: int | None = None,
+        namespace: str | None = None,
     ) -> KVSecret:
         """
         Read the latest version of a KV version 2 secret, or *version*.
 
         Raises:
             NotFound: When no secret exists at *path*, or not that version.
-            SecretDeleted: When the version is deleted or destroyed.
+            SecretDeleted: When the version is deleted.
+            VersionDestroyed: When the version is destroyed.
             VaultAdapterError: For any other failure, after retries.
         """
-        method = "read_secret"
-        path = _check_text(method, "path", path, allow_empty=False)
-        mount = _check_text(method, "mount_point", mount_point, allow_empty=False)
-        _check_optional_int(
-            method, "version", version, 1, "or None for the latest version"
-        )
-        op = self._operation(method, mount, path, replay_safe=True)
-        return await self._submit(
-            op,
-            functools.partial(_kv.read_secret, path=path, mount=mount, version=version),
-        )
+        call = _kv.read_call("read_secret", path, mount_point, version, namespace)
+        return await self._run_call(call)
 
     async def write_secret(
         self,
@@ -441,6 +381,7 @@ class VaultAdapter:
         *,
         mount_point: str = "secret",
         cas: int | None = None,
+        namespace: str | None = None,
     ) -> int:
         """
         Write *data* as a new version of a KV version 2 secret.
@@ -457,49 +398,35 @@ class VaultAdapter:
                 exist yet.
 
         Returns:
-            The new version.
+            The new version. `kv.write` returns its full state.
 
         Raises:
             CasConflict: When *cas* does not match the current version.
             VaultAdapterError: For any other failure, after retries.
         """
-        method = "write_secret"
-        path = _check_text(method, "path", path, allow_empty=False)
-        mount = _check_text(method, "mount_point", mount_point, allow_empty=False)
-        mapping: object = data
-        if not isinstance(mapping, Mapping):
-            msg = f"{method}: data must be a mapping of str keys (got {type(mapping).__name__})."
-            raise TypeError(msg)
-        _check_optional_int(method, "cas", cas, 0, "or None to write unconditionally")
-        data = dict(data)
-        if cas is None:
-            op = self._operation(method, mount, path, replay_safe=False)
-            work: Callable[[hvac.Client], int] = functools.partial(
-                _kv.write_secret, path=path, data=data, mount=mount, cas=None
-            )
-        else:
-            op = self._operation(method, mount, path, replay_safe=True)
-            work = _CasWrite(op, path, data, mount, cas)
-        return await self._submit(op, work)
+        call = _kv.write_call("write_secret", path, data, mount_point, cas, namespace)
+        written = await self._run_call(call)
+        return written.version
 
     async def list_secrets(
-        self, path: str = "", *, mount_point: str = "secret"
-    ) -> list[str]:
+        self,
+        path: str = "",
+        *,
+        mount_point: str = "secret",
+        namespace: str | None = None,
+    ) -> builtins.list[str]:
         """
         List the keys directly below *path*; a folder's key ends with ``/``.
 
         Returns:
             The keys, or an empty list when nothing exists below *path*.
         """
-        method = "list_secrets"
-        path = _check_text(method, "path", path, allow_empty=True)
-        mount = _check_text(method, "mount_point", mount_point, allow_empty=False)
-        op = self._operation(method, mount, path, replay_safe=True)
-        return await self._submit(
-            op, functools.partial(_kv.list_keys, path=path, mount=mount)
-        )
+        call = _kv.list_call("list_secrets", path, mount_point, namespace)
+        return await self._run_call(call)
 
-    async def delete_secret(self, path: str, *, mount_point: str = "secret") -> None:
+    async def delete_secret(
+        self, path: str, *, mount_point: str = "secret", namespace: str | None = None
+    ) -> None:
         """
         Soft-delete the latest version of a KV version 2 secret.
 
@@ -507,81 +434,178 @@ class VaultAdapter:
         latest when it runs, so it is retried only when the request never
         ran. Deleting a secret that does not exist succeeds.
         """
-        method = "delete_secret"
-        path = _check_text(method, "path", path, allow_empty=False)
-        mount = _check_text(method, "mount_point", mount_point, allow_empty=False)
-        op = self._operation(method, mount, path, replay_safe=False)
-        await self._submit(
-            op, functools.partial(_kv.delete_latest, path=path, mount=mount)
-        )
+        call = _kv.delete_latest_call("delete_secret", path, mount_point, namespace)
+        await self._run_call(call)
+
+    # -- any path -----------------------------------------------------------
+
+    async def read(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        replay: Replay = "safe",
+        namespace: str | None = None,
+    ) -> GenericResponse:
+        """
+        Send ``GET /v1/<path>`` and return the response body.
+
+        Args:
+            path: The API path, such as ``"sys/mounts"`` or
+                ``"secret/data/app"``.
+            params: Query parameters.
+            replay: The replay class of this request: ``"safe"`` for a
+                read that changes nothing.
+
+        Raises:
+            NotFound: When the server answers 404.
+        """
+        call = _generic.read_call("read", path, params, replay, namespace)
+        return await self._run_call(call)
+
+    async def write(
+        self,
+        path: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        replay: Replay,
+        namespace: str | None = None,
+    ) -> GenericResponse:
+        """
+        Send ``POST /v1/<path>`` with *data* as the JSON body, and return
+        the response body (empty for HTTP 204).
+
+        Args:
+            replay: What a second run of this request does, which decides
+                the retries after an unknown outcome: ``"idempotent"`` when
+                it leaves the same state, ``"non_idempotent"`` when it
+                creates something each time, ``"never_retry"`` for no
+                retries at all. The caller must say, because the adapter
+                cannot know.
+        """
+        call = _generic.write_call("write", path, data, replay, namespace)
+        return await self._run_call(call)
+
+    async def list(
+        self,
+        path: str,
+        *,
+        replay: Replay = "safe",
+        namespace: str | None = None,
+    ) -> builtins.list[str]:
+        """
+        Send ``LIST /v1/<path>`` and return the keys; an empty or missing
+        folder gives an empty list.
+        """
+        call = _generic.list_call("list", path, replay, namespace)
+        return await self._run_call(call)
+
+    async def delete(
+        self,
+        path: str,
+        *,
+        replay: Replay,
+        namespace: str | None = None,
+    ) -> GenericResponse:
+        """
+        Send ``DELETE /v1/<path>`` and return the response body.
+
+        Args:
+            replay: The replay class of this request, as for `write`.
+        """
+        call = _generic.delete_call("delete", path, replay, namespace)
+        return await self._run_call(call)
 
     # -- health -----------------------------------------------------------------
 
-    async def health_check(self) -> dict[str, Any]:
+    async def health_check(self, *, deep: bool = False) -> dict[str, Any]:
         """
         Probe the server and report on it and on every resilience layer.
 
-        The probe is ``GET /v1/sys/health`` and a lookup of the token,
-        within ``min(timeout_seconds, 5)`` seconds. It bypasses the retry
-        policy and the circuit breaker, so it reports while the breaker is
-        open, and it runs in the thread pool only if the pool has room.
-        It reports a server failure or a full pool in the result instead of
-        raising it.
+        The probe is ``GET /v1/sys/health`` without a token, within
+        ``min(timeout_seconds, 5)`` seconds, so it spends no use of a token
+        limited to a number of uses. It bypasses the retry policy and the
+        circuit breaker, so it reports while the breaker is open, and it
+        runs in the thread pool only if the pool has room. It reports a
+        server failure or a full pool in the result instead of raising it.
+
+        Point a liveness probe at ``live`` and a readiness probe at
+        ``ready``: a process whose Vault is down should stop taking
+        traffic, not be restarted.
+
+        Args:
+            deep: Also look the token up (``auth/token/lookup-self``). A
+                token limited to a number of uses spends one on the first
+                deep check, and later deep checks skip the lookup.
 
         Returns:
             A dict with these keys:
 
-            - ``healthy``: True when the server is reachable, initialized
-              and unsealed, the token is valid, the breaker is not open and
-              the thread pool is not full.
-            - ``reasons``: Why it is not healthy, such as
-              ``"server_sealed"`` or ``"circuit_breaker_open"``.
-            - ``handler_type``: ``"buttress.vault"``.
-            - ``initialized``: Whether the adapter is initialized (and not
-              closed). When False, the server is not probed.
-            - ``url``, ``timeout_seconds``: From the config.
-            - ``server_reachable``, ``server_role``, ``server_status``,
-              ``server_initialized``, ``sealed``, ``standby``, ``version``,
-              ``cluster_name``, ``latency_seconds``: From sys/health, None
-              when unknown.
-            - ``token_valid``: True, False when the server rejected the
-              token, or None when it was not checked.
-            - ``token_ttl_remaining_seconds``: The token's remaining TTL,
-              or None when the token never expires (a root token's TTL is
-              0) or the lookup did not succeed.
+            - ``live``: The adapter itself works: it is initialized and not
+              closed, and its workers are not stalled (all busy, none
+              finishing, for more than twice ``timeout_seconds``).
+              ``liveness_reasons`` says why not: ``"adapter_closed"``,
+              ``"adapter_not_initialized"``, ``"executor_closed"``,
+              ``"thread_pool_stalled"``.
+            - ``ready`` (and ``healthy``, the same value): the adapter is
+              live, the breaker is not open, the pool is not full, and the
+              server is reachable, initialized, unsealed, in a role that
+              serves requests, and has not rejected the token.
+            - ``reasons``: Why it is not ready, such as
+              ``"server_sealed"``, ``"circuit_breaker_open"``,
+              ``"token_invalid"`` (deep checks only) or ``"server_removed"``.
+            - ``handler_type`` (``"buttress.vault"``), ``initialized``,
+              ``deep``, ``url``, ``timeout_seconds``, ``transport``.
+            - From sys/health, None when unknown: ``server_reachable``,
+              ``server_role`` (``"active"``, ``"standby"``,
+              ``"performance_standby"``, ``"dr_secondary"``,
+              ``"standby_disconnected"``, ``"uninitialized"``,
+              ``"sealed"``, ``"removed"`` or ``"unreachable"``),
+              ``server_status``, ``server_initialized``, ``sealed``,
+              ``standby``, ``performance_standby``,
+              ``replication_performance_mode``, ``replication_dr_mode``,
+              ``version``, ``cluster_name``, ``cluster_id``,
+              ``server_time_utc``, ``server_extra`` (unknown body fields),
+              ``latency_seconds``.
+            - ``clock_skew_seconds``: The server's clock minus the local
+              one, good to about a second, because token and lease expiry
+              are computed on the local clock.
+            - ``token_checked``, ``token_valid`` (None unless checked),
+              ``token_ttl_remaining_seconds`` (None for a token that never
+              expires), ``token_num_uses``, ``token_renewable``,
+              ``token_type``.
             - ``circuit_breaker_enabled``, ``circuit_breaker_state``
               (``"closed"``, ``"open"``, ``"half_open"``, ``"forced_open"``,
               ``"forced_closed"`` or ``"disabled"``),
               ``circuit_breaker_failure_count`` (consecutive failures),
-              ``circuit_breaker_open_count``.
+              ``circuit_breaker_open_count``,
+              ``circuit_breaker_seconds_since_change``,
+              ``circuit_breaker_seconds_until_probe``.
             - ``thread_pool_active_workers``, ``thread_pool_max_workers``,
               ``thread_pool_queue_depth``, ``thread_pool_queue_capacity``,
-              ``thread_pool_rejected``, ``thread_pool_saturated``.
+              ``thread_pool_rejected``, ``thread_pool_saturated``,
+              ``thread_pool_abandoned``, ``thread_pool_closed``,
+              ``thread_pool_stalled_seconds``.
+            - ``throttled_for_seconds``: The wait the shared throttle
+              imposes after a 429 with Retry-After.
+            - ``rate_limit`` (``"rate:burst"`` or None),
+              ``rate_limit_available``, ``rate_limit_delayed``,
+              ``rate_limit_rejected``: The client-side rate limiter's
+              state, None where the adapter has none.
             - ``error``: The probe's error message, or None.
         """
         runtime = None if self._closed else self._runtime
-        if runtime is None:
-            return self._report(None, HealthProbe(), saturated=False)
-        config = runtime.config
-        probe_timeout = min(config.timeout_seconds, HEALTH_TIMEOUT_CAP)
-        op = self._operation("health_check", "sys", "", replay_safe=True)
-        probe = functools.partial(probe_server, config, op, probe_timeout)
-
-        saturated = False
-        try:
-            result = await runtime.executor.run(probe, timeout=probe_timeout)
-        except ExecutorSaturated as exc:
-            saturated = exc.reason != "closed"
-            result = HealthProbe(
-                error=f"the server was not probed: {exc}", probed=False
-            )
-        except DeadlineExceeded:
-            result = HealthProbe(
-                error=f"the health probe did not finish within {probe_timeout:g} s"
-            )
-        if result.error is not None:
-            _log.debug("vault health probe: %s", result.error)
-        return self._report(runtime, result, saturated=saturated)
+        report = await check_health(
+            self._config,
+            guard=None if runtime is None else runtime.guard,
+            closed=self._closed,
+            clock=self._clock,
+            deep=deep,
+            rate_limiter=getattr(runtime, "rate_limiter", None),
+        )
+        if report["error"] is not None:
+            _log.debug("vault health probe: %s", report["error"])
+        return report
 
     def _report(
         self, runtime: _VaultClients | None, probe: HealthProbe, *, saturated: bool

@@ -28,6 +28,11 @@ InvalidRequest         failed            no             success
 VaultConfigError       not_executed      no             ignored
 =====================  ================  =============  ======================
 
+Whether an error with an unknown outcome is retried depends on the
+operation's replay class (`Replay`); `REPLAY_CLASSES` gives the class of
+every operation. HTTP 400 errors about leases become `LeaseNotRenewable`
+or `LeaseExpired`, and a 404 for a destroyed KV version `VersionDestroyed`.
+
 "Success" means the server responded, so the error resets the breaker's
 count of consecutive failures. An attempt that the Guard's deadline cuts
 short (`buttress.DeadlineExceeded`) is a breaker failure too, counted by
@@ -42,8 +47,8 @@ import http.client
 import math
 import re
 import ssl
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal, TypeAlias
 
 import attrs
 import hvac.exceptions
@@ -54,6 +59,8 @@ from .._classify import Verdict
 from ._errors import (
     CasConflict,
     InvalidRequest,
+    LeaseExpired,
+    LeaseNotRenewable,
     NotFound,
     Outcome,
     PermissionDenied,
@@ -66,14 +73,20 @@ from ._errors import (
     VaultServerError,
     VaultTimeout,
     VaultUnavailable,
+    VersionDestroyed,
 )
 from ._transport import MIN_SOCKET_TIMEOUT, NoTimeLeft, ResponseFailure, UnexpectedBody
 
 __all__ = [
+    "REPLAY_CLASSES",
     "Operation",
+    "Replay",
     "VaultClassifier",
+    "build_error",
     "parse_retry_after",
     "redact_path",
+    "redact_server_text",
+    "replay_class",
     "translate",
 ]
 
@@ -97,6 +110,113 @@ def _path_repr(path: str) -> str:
     return repr(redact_path(path))
 
 
+Replay: TypeAlias = Literal[
+    "safe", "idempotent", "idempotent_with_cas", "non_idempotent", "never_retry"
+]
+"""
+What sending a request a second time does, which decides whether a retry
+may follow an attempt whose outcome is unknown (a timeout or a broken
+connection after the request was sent):
+
+- ``"safe"``: a read that changes nothing, so it is retried.
+- ``"idempotent"``: a change whose second run leaves the same state, such
+  as a revocation or an explicit version delete, so it is retried.
+- ``"idempotent_with_cas"``: a check-and-set write. A replay of a write
+  that succeeded fails with a check-and-set conflict, which the adapter
+  recognizes by reading the secret back, so it is retried.
+- ``"non_idempotent"``: every run creates something new (a version, a
+  database user, a certificate), so it is retried only when the request
+  was never processed (connect failure, HTTP 503 or 429).
+- ``"never_retry"``: never retried, whatever the failure.
+"""
+
+_REPLAY_SAFE: frozenset[str] = frozenset({"safe", "idempotent", "idempotent_with_cas"})
+
+REPLAY_CLASSES: Mapping[str, Replay] = {
+    # KV version 2. A name ending in "(cas)" is the form called with cas.
+    "read_secret": "safe",
+    "write_secret": "non_idempotent",
+    "write_secret(cas)": "idempotent_with_cas",
+    "list_secrets": "safe",
+    "delete_secret": "non_idempotent",
+    "kv.read": "safe",
+    "kv.write": "non_idempotent",
+    "kv.write(cas)": "idempotent_with_cas",
+    "kv.patch": "non_idempotent",
+    "kv.patch(cas)": "idempotent_with_cas",
+    "kv.list": "safe",
+    "kv.read_metadata": "safe",
+    "kv.write_metadata": "idempotent",
+    "kv.read_subkeys": "safe",
+    # The latest version may change between two runs, so a replay could
+    # delete a newer version that another writer added.
+    "kv.delete": "non_idempotent",
+    "kv.delete_versions": "idempotent",
+    "kv.undelete_versions": "idempotent",
+    "kv.destroy_versions": "idempotent",
+    "kv.delete_metadata": "idempotent",
+    # KV version 1: a write replaces the whole secret.
+    "kv1.read": "safe",
+    "kv1.write": "idempotent",
+    "kv1.list": "safe",
+    "kv1.delete": "idempotent",
+    # Transit keeps no state per request. Ciphertexts differ between runs,
+    # and every one of them decrypts.
+    "transit.read_key": "safe",
+    "transit.encrypt": "idempotent",
+    "transit.decrypt": "safe",
+    "transit.rewrap": "idempotent",
+    "transit.encrypt_batch": "idempotent",
+    "transit.decrypt_batch": "safe",
+    "transit.rewrap_batch": "idempotent",
+    # Each call creates a database user and a lease.
+    "database.generate_credentials": "non_idempotent",
+    "database.read_static_credentials": "safe",
+    # Each call creates a certificate with a new serial number.
+    "pki.issue": "non_idempotent",
+    "pki.revoke": "idempotent",
+    "token.lookup_self": "safe",
+    "token.renew_self": "idempotent",
+    "token.revoke_self": "idempotent",
+    "lease.lookup": "safe",
+    "lease.renew": "idempotent",
+    "lease.revoke": "idempotent",
+}
+"""
+The replay class of every operation of the adapter, by the name that its
+errors carry. The generic ``read``, ``write``, ``list`` and ``delete``
+operations take theirs from the caller.
+"""
+
+
+def replay_class(name: str, *, cas: bool = False) -> Replay:
+    """
+    Return the replay class of operation *name*, in its check-and-set form
+    when *cas* is true and the operation has one.
+    """
+    if cas:
+        with_cas = REPLAY_CLASSES.get(f"{name}(cas)")
+        if with_cas is not None:
+            return with_cas
+    return REPLAY_CLASSES[name]
+
+
+def _default_replay(operation: Operation) -> Replay:
+    return "idempotent" if operation.replay_safe else "non_idempotent"
+
+
+def _check_replay(
+    instance: Operation, attribute: attrs.Attribute[Replay], value: Replay
+) -> None:
+    if (value in _REPLAY_SAFE) != instance.replay_safe:
+        msg = (
+            f"Operation {instance.name!r}: replay={value!r} contradicts "
+            f"replay_safe={instance.replay_safe!r}. Build it with "
+            f"Operation.create to derive one from the other."
+        )
+        raise ValueError(msg)
+
+
 @attrs.frozen
 class Operation:
     """
@@ -109,6 +229,11 @@ class Operation:
         replay_safe: Whether sending the request twice leaves the same
             state as sending it once, so an unknown outcome may be retried.
         server: The server's URL, for messages about the connection.
+        replay: The operation's replay class; by default ``"idempotent"``
+            or ``"non_idempotent"``, from *replay_safe*.
+        namespace: The namespace sent with this operation's requests in
+            place of the configured one, ``""`` for the root namespace, or
+            None to keep the configured one.
     """
 
     name: str
@@ -116,6 +241,41 @@ class Operation:
     path: str = attrs.field(repr=_path_repr)
     replay_safe: bool
     server: str
+    replay: Replay = attrs.field(
+        default=attrs.Factory(_default_replay, takes_self=True),
+        validator=_check_replay,
+    )
+    namespace: str | None = None
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        mount: str,
+        path: str,
+        replay: Replay,
+        server: str,
+        namespace: str | None = None,
+    ) -> Operation:
+        """
+        Build an operation of replay class *replay*.
+        """
+        return cls(
+            name,
+            mount,
+            path,
+            replay in _REPLAY_SAFE,
+            server,
+            replay=replay,
+            namespace=namespace,
+        )
+
+    @property
+    def retries_allowed(self) -> bool:
+        """
+        Whether any failure of this operation may be retried.
+        """
+        return self.replay != "never_retry"
 
     def where(self) -> str:
         """
@@ -240,6 +400,9 @@ def _make(
     **extra: Any,
 ) -> VaultAdapterError:
     # *extra* contains the fields of a subclass, such as RateLimited.retry_after.
+    retryable = op.retries_allowed and is_retryable(
+        error_type, outcome, replay_safe=op.replay_safe
+    )
     return error_type(
         message,
         operation=op.name,
@@ -248,9 +411,34 @@ def _make(
         status=status,
         errors=errors,
         outcome=outcome,
-        retryable=is_retryable(error_type, outcome, replay_safe=op.replay_safe),
+        retryable=retryable,
         **extra,
     )
+
+
+def build_error(
+    error_type: type[VaultAdapterError],
+    op: Operation,
+    message: str,
+    *,
+    outcome: Outcome,
+    status: int | None = None,
+    errors: tuple[str, ...] = (),
+) -> VaultAdapterError:
+    """
+    Build an error of *error_type* for *op*, with its retry verdict.
+
+    *message* must not contain the token, secret values or the full path.
+    """
+    return _make(error_type, op, message, outcome=outcome, status=status, errors=errors)
+
+
+def redact_server_text(texts: tuple[str, ...], op: Operation) -> str:
+    """
+    Return Vault's error or warning texts joined for a message or a log
+    line, with the secret path redacted and the length capped.
+    """
+    return _vault_errors_text(texts, op)
 
 
 def _vault_errors_text(errors: tuple[str, ...], op: Operation) -> str:
@@ -301,7 +489,7 @@ def _not_found(
                 f"No secrets engine is mounted at {op.mount!r}, so check mount_point."
             )
         else:
-            advice = "No secret exists at this path, or the version does not exist."
+            advice = "Nothing exists at this path, or the version does not exist."
         return _make(
             NotFound,
             op,
@@ -313,12 +501,18 @@ def _not_found(
     version = metadata.get("version")
     deletion_time = metadata.get("deletion_time")
     destroyed = bool(metadata.get("destroyed"))
+    if destroyed:
+        error_type: type[SecretDeleted] = VersionDestroyed
+        advice = "It cannot be recovered, so read another version."
+    else:
+        error_type = SecretDeleted
+        advice = "Undelete it, or read another version."
     state = "destroyed" if destroyed else "deleted"
     return _make(
-        SecretDeleted,
+        error_type,
         op,
         f"{op.where()} failed with HTTP 404: version {version} of the secret "
-        f"is {state}. Undelete it, or read another version.",
+        f"is {state}. {advice}",
         outcome="failed",
         status=failure.status,
         errors=failure.errors,
@@ -345,6 +539,31 @@ def _rate_limited(
         errors=failure.errors,
         retry_after=retry_after,
     )
+
+
+# Vault's texts for a lease or token that cannot be renewed or does not
+# exist any more, as OpenBao 2.7 sends them with HTTP 400.
+_NOT_RENEWABLE_TEXTS = ("lease is not renewable", "batch tokens cannot be renewed")
+_LEASE_GONE_TEXTS = ("lease not found", "invalid lease")
+
+
+def _lease_error(
+    errors: tuple[str, ...],
+) -> tuple[type[VaultAdapterError], str] | None:
+    text = " ".join(errors).lower()
+    if any(known in text for known in _NOT_RENEWABLE_TEXTS):
+        return (
+            LeaseNotRenewable,
+            "The lease or token cannot be renewed, so request a new secret or "
+            "log in again before it expires.",
+        )
+    if any(known in text for known in _LEASE_GONE_TEXTS):
+        return (
+            LeaseExpired,
+            "The lease does not exist any more: it expired, was revoked, or "
+            "the lease_id is wrong. Request a new secret.",
+        )
+    return None
 
 
 def _from_status(failure: ResponseFailure, op: Operation) -> VaultAdapterError:
@@ -385,6 +604,11 @@ def _from_status(failure: ResponseFailure, op: Operation) -> VaultAdapterError:
             "it again and write with its current version.",
             "failed",
         )
+    if status == 400:
+        lease_error = _lease_error(errors)
+        if lease_error is not None:
+            error_type, advice = lease_error
+            return make(error_type, advice, "failed")
     if status in (401, 403):
         return make(
             PermissionDenied,
@@ -648,7 +872,8 @@ def translate(exc: BaseException, op: Operation) -> VaultAdapterError | None:
             VaultAdapterError,
             op,
             f"{op.where()} got a response without the field {exc.field}. Check "
-            f"that mount {op.mount!r} is a KV version 2 secrets engine.",
+            f"that mount {op.mount!r} is the secrets engine this operation "
+            f"expects, such as KV version 2 for the KV version 2 operations.",
             outcome="unknown",
         )
     if isinstance(exc, NoTimeLeft):

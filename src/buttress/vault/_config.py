@@ -4,27 +4,36 @@ The adapter's configuration, validated when it is built.
 Each invalid value fails at construction with a message that names the
 field, the value given, the allowed range and an example of a valid value.
 The token is the exception: its messages give its length, never its value.
+`VaultConfig.from_env` reads the same settings from ``BAO_*``, ``VAULT_*``
+and ``BUTTRESS_VAULT_*`` environment variables (see
+`buttress.vault._env`).
 """
 
 from __future__ import annotations
 
 import datetime
 import difflib
+import logging
 import math
 import os
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any, TypeAlias
+from typing import Any, Literal, TextIO, TypeAlias
 
 import attrs
 from typing_extensions import Self
 
 from .._secret import Secret
 
-__all__ = ["RetrySettings", "VaultConfig"]
+__all__ = ["RateLimit", "RetrySettings", "Transport", "VaultConfig"]
+
+_log = logging.getLogger("buttress.vault")
 
 Verify: TypeAlias = bool | str
 """TLS verification: True, False, or the path of a CA bundle file or directory."""
+
+Transport: TypeAlias = Literal["urllib3", "requests"]
+"""The HTTP library under hvac: ``"urllib3"`` (the default) or ``"requests"``."""
 
 Validator: TypeAlias = Callable[[object, "attrs.Attribute[Any]", Any], None]
 
@@ -340,7 +349,7 @@ def _check_namespace(
         raise ValueError(msg)
 
 
-def _normalize_verify(value: object) -> object:
+def _fspath(value: object) -> object:
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     return value
@@ -361,9 +370,154 @@ def _check_verify(
         msg = (
             f"{_CONFIG}: verify={value!r} is invalid because no file or directory "
             f"exists at that path. Pass the path of the CA bundle that signed "
-            f"the server's certificate, or True for the system's CA store."
+            f"the server's certificate, or True for certifi's CA bundle."
         )
         raise ValueError(msg)
+
+
+def _check_optional_file(
+    instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value:
+        msg = (
+            f"{_CONFIG}: {attribute.name}={value!r} is invalid. It must be None "
+            f"or the path of a PEM file (got {_type_name(value)})."
+        )
+        raise TypeError(msg)
+    if not os.path.isfile(value):
+        msg = (
+            f"{_CONFIG}: {attribute.name}={value!r} is invalid because no file "
+            f"exists at that path. Pass the path of the PEM file, or None."
+        )
+        raise ValueError(msg)
+
+
+def _check_server_name(
+    instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value or any(c in value for c in "/: "):
+        msg = (
+            f"{_CONFIG}: tls_server_name={value!r} is invalid. It must be None or "
+            f"a host name without scheme or port, such as 'vault.example.com'."
+        )
+        raise ValueError(msg)
+
+
+def _normalize_proxy_url(value: object) -> object:
+    if isinstance(value, str):
+        return value.strip() or None
+    return value
+
+
+def redact_url(url: str) -> str:
+    """
+    Return *url* with any password in it replaced by ``***``.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit(
+        parts._replace(netloc=f"{parts.username}:***@{host}")
+    )
+
+
+def _check_proxy_url(
+    instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        msg = (
+            f"{_CONFIG}: proxy_url is invalid. It must be None or a str such as "
+            f"'http://proxy.example.com:3128' (got {_type_name(value)})."
+        )
+        raise TypeError(msg)
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018 - parsing the port checks it
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        # A password in the URL is masked.
+        msg = (
+            f"{_CONFIG}: proxy_url={redact_url(value)!r} is invalid. It must be "
+            f"an http or https URL with a host, such as "
+            f"'http://proxy.example.com:3128'."
+        )
+        raise ValueError(msg)
+
+
+def _check_transport(
+    instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    if value not in ("urllib3", "requests"):
+        msg = (
+            f"{_CONFIG}: transport={value!r} is invalid. It must be 'urllib3' "
+            f"(the default, faster) or 'requests'."
+        )
+        raise ValueError(msg)
+
+
+# -- client-side rate limit ---------------------------------------------
+
+_RATE = "RateLimit"
+
+
+def _rate(value: object) -> float:
+    return _to_float(value, _RATE, "rate", "50.0", seconds=False)
+
+
+def _default_burst(limit: RateLimit) -> int:
+    rate = limit.rate
+    # An invalid rate is rejected by its own validator, which runs later.
+    return max(1, int(rate)) if math.isfinite(rate) and rate > 0 else 1
+
+
+@attrs.frozen
+class RateLimit:
+    """
+    A client-side limit on how fast requests are started: a token bucket
+    that refills at *rate* tokens per second and holds up to *burst*.
+
+    Args:
+        rate: Requests per second, greater than 0.
+        burst: Requests that may start at once after an idle period, at
+            least 1. The default is ``max(1, int(rate))``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    rate: float = attrs.field(
+        converter=_rate, validator=_at_least(_RATE, 0.0, "50.0", inclusive=False)
+    )
+    burst: int = attrs.field(
+        default=attrs.Factory(_default_burst, takes_self=True),
+        validator=_integer(_RATE, 1, None, 10),
+    )
+
+    def __str__(self) -> str:
+        return f"{self.rate:g}:{self.burst}"
+
+
+def _rate_limit(value: object) -> RateLimit | None:
+    if value is None or isinstance(value, RateLimit):
+        return value
+    if isinstance(value, Mapping):
+        mapping = _check_mapping(f"{_CONFIG}.rate_limit", value)
+        _check_keys(_CONFIG, mapping, ["burst", "rate"], "rate_limit.")
+        return RateLimit(**mapping)
+    msg = (
+        f"{_CONFIG}: rate_limit={value!r} is invalid. Pass None, a RateLimit, or "
+        f"a mapping such as {{'rate': 50.0, 'burst': 10}}."
+    )
+    raise TypeError(msg)
 
 
 @attrs.frozen
@@ -393,7 +547,27 @@ class VaultConfig:
             open before it lets one probe request through, greater than 0.
         retry: The retry settings.
         verify: TLS verification: True, False, or the path of a CA bundle
-            file or directory.
+            file or directory. False logs a warning, because any server
+            can then impersonate Vault and receive the token.
+        client_cert: Path of the PEM client certificate for TLS client
+            authentication, or None. It may contain the key too.
+        client_key: Path of the PEM private key of ``client_cert``, or None
+            when the certificate file contains it.
+        tls_server_name: Host name sent for SNI and checked against the
+            server's certificate in place of the URL's host, or None.
+        proxy_url: The http or https proxy for every request, or None to
+            take it from ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` and
+            ``NO_PROXY`` as requests does.
+        follow_redirects: Whether to follow HTTP redirects, such as a
+            standby's redirect to the active node. A redirect from https
+            to http is never followed by the urllib3 transport.
+        rate_limit: A client-side `RateLimit` on starting requests, or
+            None for no limit.
+        transport: The HTTP library under hvac, ``"urllib3"`` (the
+            default) or ``"requests"``.
+
+    Use `from_env` to read these settings from environment variables,
+    and `describe` to show each value and where it came from.
 
     .. versionadded:: 0.1.0
     """
@@ -427,8 +601,111 @@ class VaultConfig:
     )
     retry: RetrySettings = attrs.field(factory=RetrySettings, converter=_retry_settings)
     verify: Verify = attrs.field(
-        default=True, converter=_normalize_verify, validator=_check_verify
+        default=True, converter=_fspath, validator=_check_verify
     )
+    client_cert: str | None = attrs.field(
+        default=None, converter=_fspath, validator=_check_optional_file
+    )
+    client_key: str | None = attrs.field(
+        default=None, converter=_fspath, validator=_check_optional_file
+    )
+    tls_server_name: str | None = attrs.field(
+        default=None, validator=_check_server_name
+    )
+    proxy_url: str | None = attrs.field(
+        default=None,
+        converter=_normalize_proxy_url,
+        validator=_check_proxy_url,
+        repr=lambda url: repr(None if url is None else redact_url(url)),
+    )
+    follow_redirects: bool = attrs.field(default=True, validator=_strict_bool(_CONFIG))
+    rate_limit: RateLimit | None = attrs.field(default=None, converter=_rate_limit)
+    transport: Transport = attrs.field(default="urllib3", validator=_check_transport)
+    # Where each setting came from, filled by from_env. A field missing
+    # here was passed as an argument or kept its default.
+    _sources: Mapping[str, str] = attrs.field(
+        init=False, factory=dict, eq=False, repr=False, hash=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.client_key is not None and self.client_cert is None:
+            msg = (
+                f"{_CONFIG}: client_key={self.client_key!r} is set without "
+                f"client_cert. Set client_cert to the matching certificate, or "
+                f"remove client_key."
+            )
+            raise ValueError(msg)
+        if self.verify is False:
+            _log.warning(
+                "TLS certificate verification is OFF for %s: any server can "
+                "impersonate Vault and receive the token. Use this only in "
+                "development, and set verify to a CA bundle instead.",
+                self.url,
+            )
+
+    @classmethod
+    def _field_names(cls) -> list[str]:
+        return sorted(field.name for field in attrs.fields(cls) if field.init)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Self:
+        """
+        Build a config from environment variables, with *overrides* (the
+        field names as keyword arguments) taking precedence.
+
+        For each setting the first of these applies: an override, the
+        ``BAO_`` variable (even when set but empty, which then means the
+        default), the ``VAULT_`` variable, the default. Settings of the
+        adapter alone use the ``BUTTRESS_VAULT_`` prefix. The server
+        address and the token have no default. See `buttress.vault._env`
+        for the variables and their formats.
+
+        Args:
+            environ: The variables to read; `os.environ` when None.
+
+        Raises:
+            ValueError: For a missing address or token, or an invalid value.
+                The message names the variable, the value (never for a
+                secret), the allowed form and the fix.
+            TypeError: For an override of the wrong type.
+        """
+        from ._env import resolve_environment
+
+        _check_keys(f"{_CONFIG}.from_env", overrides, cls._field_names(), "")
+        values, sources = resolve_environment(
+            os.environ if environ is None else environ, overrides
+        )
+        config = cls(**values)
+        object.__setattr__(config, "_sources", dict(sources))
+        return config
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """
+        Where each setting came from, by name (``retry.max_attempts`` for
+        a retry setting): ``"argument"``, ``"default"``, a variable such as
+        ``"BAO_ADDR"``, or a token file such as ``"file ~/.vault-token"``.
+        """
+        from ._env import setting_sources
+
+        return setting_sources(self, self._sources)
+
+    def describe(self, file: TextIO | None = None) -> str:
+        """
+        Return a table of every setting, its effective value and where it
+        came from, and write it to *file* when one is given.
+
+        The token is shown as ``<redacted>`` and a proxy password as
+        ``***``.
+        """
+        from ._env import describe_config
+
+        text = describe_config(self)
+        if file is not None:
+            file.write(text)
+        return text
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> Self:
@@ -446,9 +723,7 @@ class VaultConfig:
         """
         owner = f"{_CONFIG}.from_mapping"
         mapping = _check_mapping(owner, mapping)
-        _check_keys(
-            owner, mapping, sorted(field.name for field in attrs.fields(cls)), ""
-        )
+        _check_keys(owner, mapping, cls._field_names(), "")
         for required, example in (("url", _URL_EXAMPLE), ("token", "'s.xxxxxxxx'")):
             if required not in mapping:
                 msg = (

@@ -21,8 +21,11 @@ The tree::
     ├── PermissionDenied       HTTP 403 (and 401 from a proxy)
     ├── NotFound               HTTP 404
     │   └── SecretDeleted      the version exists but is deleted or destroyed
+    │       └── VersionDestroyed   the version is destroyed for good
     ├── InvalidRequest         HTTP 400, 405, 413, 415 and other 4xx
-    │   └── CasConflict        the check-and-set version did not match
+    │   ├── CasConflict        the check-and-set version did not match
+    │   ├── LeaseNotRenewable  the lease or token cannot be renewed
+    │   └── LeaseExpired       the lease expired, was revoked or is unknown
     └── VaultConfigError       TLS verification failed, or the URL is unusable
 """
 
@@ -38,6 +41,8 @@ from .._errors import ButtressError
 __all__ = [
     "CasConflict",
     "InvalidRequest",
+    "LeaseExpired",
+    "LeaseNotRenewable",
     "NotFound",
     "Outcome",
     "PermissionDenied",
@@ -50,6 +55,7 @@ __all__ = [
     "VaultServerError",
     "VaultTimeout",
     "VaultUnavailable",
+    "VersionDestroyed",
 ]
 
 Outcome: TypeAlias = Literal["not_executed", "failed", "unknown"]
@@ -213,6 +219,13 @@ class SecretDeleted(NotFound):
         self.destroyed = destroyed
 
 
+class VersionDestroyed(SecretDeleted):
+    """
+    The requested version of a KV version 2 secret is destroyed: its data
+    is gone for good and cannot be undeleted (HTTP 404).
+    """
+
+
 class InvalidRequest(VaultAdapterError):
     """
     The server rejected the request as invalid (HTTP 400, 405, 413, 415 or
@@ -226,6 +239,22 @@ class CasConflict(InvalidRequest):
     is not the ``cas`` version given (HTTP 400).
 
     Read the secret again and retry the write with its current version.
+    """
+
+
+class LeaseNotRenewable(InvalidRequest):
+    """
+    The lease or token cannot be renewed (HTTP 400): it was issued as not
+    renewable, or it is a batch token.
+
+    Request a new secret, or log in again, before the current one expires.
+    """
+
+
+class LeaseExpired(InvalidRequest):
+    """
+    The lease does not exist any more (HTTP 400): it expired, it was
+    revoked, the token that created it expired, or the lease ID is wrong.
     """
 
 
