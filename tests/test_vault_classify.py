@@ -28,6 +28,7 @@ import buttress.vault
 from buttress import DeadlineExceeded
 from buttress.vault import (
     CasConflict,
+    ConsistencyLag,
     InvalidRequest,
     NotFound,
     PermissionDenied,
@@ -127,14 +128,6 @@ STATUS_TABLE: list[
         False,
         False,
     ),
-    (
-        failure(412, "index not satisfied"),
-        InvalidRequest,
-        "failed",
-        False,
-        False,
-        False,
-    ),
     (failure(413, "request too large"), InvalidRequest, "failed", False, False, False),
     (
         failure(415, "unsupported media type"),
@@ -150,6 +143,22 @@ STATUS_TABLE: list[
         "not_executed",
         True,
         True,
+        None,
+    ),
+    (
+        failure(412, "required index state not present"),
+        ConsistencyLag,
+        "not_executed",
+        True,
+        True,
+        None,
+    ),
+    (
+        failure(412, "missing 'X-Vault-Request' header"),
+        VaultConfigError,
+        "not_executed",
+        False,
+        False,
         None,
     ),
     (failure(500, "internal error"), VaultServerError, "unknown", True, False, True),

@@ -25,6 +25,7 @@ from ._config import RetrySettings, VaultConfig
 from ._database import DatabaseCredentials, StaticCredentials
 from ._errors import (
     CasConflict,
+    ConsistencyLag,
     InvalidRequest,
     LeaseExpired,
     LeaseNotRenewable,
@@ -72,6 +73,7 @@ from ._transit import TransitBatchItem, TransitCiphertext
 __all__ = [
     "CasConflict",
     "CertificateRevocation",
+    "ConsistencyLag",
     "DatabaseCredentials",
     "DatabaseOperations",
     "Duration",

@@ -20,6 +20,7 @@ VaultSealed            not_executed      yes            failure
 VaultServerError       unknown           replay-safe    failure
                                          ops only
 VaultNotInitialized    not_executed      no             failure
+ConsistencyLag         not_executed      yes            ignored
 RateLimited            not_executed      yes, waiting   ignored
                                          Retry-After
 PermissionDenied       failed            no             success
@@ -58,6 +59,7 @@ import urllib3.exceptions
 from .._classify import Verdict
 from ._errors import (
     CasConflict,
+    ConsistencyLag,
     InvalidRequest,
     LeaseExpired,
     LeaseNotRenewable,
@@ -301,6 +303,8 @@ _RULES: dict[type[VaultAdapterError], _Rule] = {
     VaultSealed: _Rule(transient=True, breaker_failure=True),
     VaultServerError: _Rule(transient=True, breaker_failure=True),
     VaultNotInitialized: _Rule(transient=False, breaker_failure=True),
+    # The node is behind, not down.
+    ConsistencyLag: _Rule(transient=True, breaker_failure=None),
     RateLimited: _Rule(transient=True, breaker_failure=None),
     PermissionDenied: _Rule(transient=False, breaker_failure=False),
     NotFound: _Rule(transient=False, breaker_failure=False),
@@ -609,6 +613,21 @@ def _from_status(failure: ResponseFailure, op: Operation) -> VaultAdapterError:
         if lease_error is not None:
             error_type, advice = lease_error
             return make(error_type, advice, "failed")
+    if status == 412:
+        if any("x-vault-request" in error.lower() for error in errors):
+            return make(
+                VaultConfigError,
+                "A Vault Agent or proxy listener requires the X-Vault-Request "
+                "header, which the adapter sends but the listener did not "
+                "receive. Check for a proxy in between that drops it.",
+                "not_executed",
+            )
+        return make(
+            ConsistencyLag,
+            "The server has not yet caught up with state this request depends "
+            "on and processed nothing, so a retry is safe.",
+            "not_executed",
+        )
     if status in (401, 403):
         return make(
             PermissionDenied,

@@ -151,6 +151,14 @@ class VaultNotInitialized(VaultAdapterError):
     """
 
 
+class ConsistencyLag(VaultAdapterError):
+    """
+    The server returned HTTP 412 because it has not yet caught up with
+    state that the request depends on, such as a write just made through
+    another node. It processed nothing, so a retry is safe.
+    """
+
+
 class VaultServerError(VaultAdapterError):
     """
     The server failed internally (HTTP 500) or a backend it depends on
