@@ -304,6 +304,10 @@ def make_certificates(directory: Path, server_names: str) -> Certificates:
     _openssl(
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
         "-subj", "/CN=buttress test CA", "-keyout", ca_key, "-out", ca,
+        # Python 3.13 verifies strictly (VERIFY_X509_STRICT), which wants a
+        # CA to declare its key usage.
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
     )  # fmt: skip
     paths = {}
     for name, extension in (
@@ -314,7 +318,10 @@ def make_certificates(directory: Path, server_names: str) -> Certificates:
             directory / f"{name}.{suffix}" for suffix in ("key", "csr", "pem")
         )
         extensions = directory / f"{name}.ext"
-        extensions.write_text(extension + "\n")
+        extensions.write_text(
+            f"{extension}\nbasicConstraints=CA:FALSE\n"
+            "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
+        )
         _openssl(
             "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN=buttress {name}",
             "-keyout", key, "-out", csr,
