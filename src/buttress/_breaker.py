@@ -484,8 +484,8 @@ class CircuitBreaker:
 
     def _open_rejection(self) -> CircuitOpen | None:
         """
-        Return the error for a call that arrives while the breaker is open
-        and its open duration is still running, or None.
+        Return the error for a call that arrives while the breaker is
+        forced open, or open with its open duration still running, or None.
 
         Rejecting while open needs no lock: the position is read once, and
         a transition in the meantime only means this caller was rejected a
@@ -493,15 +493,23 @@ class CircuitBreaker:
         keeps the traceback, and so the rejection, short.
         """
         position = self._position
-        if position.state is not _OPEN or not self._store_is_private:
+        if not self._store_is_private:
             return None
-        now = self._clock.monotonic()
-        if now >= position.open_until:
+        if position.state is _OPEN:
+            now = self._clock.monotonic()
+            if now >= position.open_until:
+                return None
+            retry_after = position.open_until - now
+        elif position.state is _FORCED_OPEN:
+            retry_after = math.inf
+        else:
             return None
         self._fast_rejections.add()
         error = _new_error(CircuitOpen)
         error.name = self.name
-        error.retry_after = position.open_until - now
+        error.retry_after = retry_after
+        if retry_after == math.inf:
+            error.reason = "forced_open"
         if self._rejection_listeners:
             self._emit_rejection(error)
         return error
