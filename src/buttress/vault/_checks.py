@@ -23,9 +23,12 @@ __all__ = [
     "check_namespace",
     "check_optional_int",
     "check_replay",
+    "check_segments",
     "check_text",
     "check_versions",
 ]
+
+_DOT_SEGMENTS = frozenset({".", ".."})
 
 _REPLAY_NAMES: tuple[Replay, ...] = (
     "safe",
@@ -49,7 +52,25 @@ def check_text(method: str, name: str, value: object, *, allow_empty: bool) -> s
         example = "'app/db'" if name == "path" else "'secret'"
         msg = f"{method}: {name}={value!r} is empty. Pass one such as {example}."
         raise ValueError(msg)
+    check_segments(method, name, cleaned)
     return cleaned
+
+
+def check_segments(method: str, name: str, value: str) -> None:
+    """
+    Refuse *value* when one of its segments is ``.`` or ``..``.
+
+    The server resolves such segments before routing, so ``app/../../sys``
+    below a mount would reach an endpoint outside it.
+    """
+    if any(segment in _DOT_SEGMENTS for segment in value.split("/")):
+        # Only the segments are named: the rest of a path may be sensitive.
+        msg = (
+            f"{method}: {name} contains a '.' or '..' segment, which the "
+            f"server would resolve to a path outside the one named. Pass the "
+            f"path without them."
+        )
+        raise ValueError(msg)
 
 
 def check_optional_int(
@@ -85,7 +106,9 @@ def check_namespace(method: str, value: object) -> str | None:
             f"path such as 'team-a' (got {type(value).__name__})."
         )
         raise TypeError(msg)
-    return value.strip().strip("/")
+    cleaned = value.strip().strip("/")
+    check_segments(method, "namespace", cleaned)
+    return cleaned
 
 
 def check_data(method: str, name: str, value: object) -> dict[str, Any]:

@@ -140,7 +140,12 @@ def optional_int(container: Mapping[str, Any], key: str) -> int | None:
 
 
 def _quote(path: str) -> str:
-    # Slashes separate the segments of a Vault path, so they stay as they are.
+    # Slashes separate the segments of a Vault path, so they stay as they
+    # are. The operations refuse "." and ".." segments in their arguments;
+    # this refuses any that a path built from them would still contain.
+    if any(segment in (".", "..") for segment in path.split("/")):
+        msg = "a request path contains a '.' or '..' segment and was not sent"
+        raise ValueError(msg)
     return urllib.parse.quote(path, safe="/")
 
 
