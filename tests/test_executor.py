@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextvars
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -137,6 +138,17 @@ def test_queue_size_defaults() -> None:
 
 @pytest.mark.anyio
 async def test_run_returns_result() -> None:
+    with executor(max_workers=2) as pool:
+        assert await pool.run(pow, 2, 10) == 1024
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_run_while_trio_half_imported(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another thread importing trio leaves a module without attributes in
+    # sys.modules for a moment; asyncio callers must not trip over it.
+    monkeypatch.setitem(sys.modules, "trio", types.ModuleType("trio"))
     with executor(max_workers=2) as pool:
         assert await pool.run(pow, 2, 10) == 1024
 

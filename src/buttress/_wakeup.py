@@ -106,17 +106,21 @@ class _TrioWaiter:
 
 def _in_trio() -> bool:
     trio = sys.modules.get("trio")
-    if trio is None:
+    # While another thread imports trio, the module is in sys.modules
+    # before its attributes exist. No trio task can run until the import
+    # has finished, so a half-imported trio means "not in trio".
+    lowlevel = getattr(trio, "lowlevel", None)
+    if lowlevel is None:
         return False
-    in_trio_task = getattr(trio.lowlevel, "in_trio_task", None)
+    in_trio_task = getattr(lowlevel, "in_trio_task", None)
     if in_trio_task is not None:
         # trio 0.23 and newer: true exactly when current_task() succeeds,
         # without raising RuntimeError on every asyncio call in a process
         # that has imported trio.
         return bool(in_trio_task())
     try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
+        lowlevel.current_task()
+    except (RuntimeError, AttributeError):
         return False
     return True
 
