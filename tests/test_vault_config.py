@@ -321,3 +321,34 @@ def test_config_url_with_password_hides_it() -> None:
         VaultConfig(url="https://admin:hunter2@vault:8200", token=TOKEN)
 
     assert "hunter2" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"BAO_ADDR": "http://admin:hunter2@vault:port", "BAO_TOKEN": TOKEN},
+        {"BAO_ADDR": URL, "BAO_TOKEN": TOKEN, "BAO_PROXY_ADDR": "ftp://u:hunter2@px"},
+        {
+            "VAULT_ADDR": URL,
+            "VAULT_TOKEN": TOKEN,
+            "VAULT_PROXY_ADDR": "http://u:hunter2@",
+        },
+    ],
+    ids=["unparseable-address", "proxy-scheme", "proxy-without-host"],
+)
+def test_env_url_password_not_in_error(environ: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="is invalid") as raised:
+        VaultConfig.from_env(environ)
+
+    assert "hunter2" not in str(raised.value)
+    assert TOKEN not in str(raised.value)
+
+
+@pytest.mark.parametrize("suffix", ["ADDR", "TOKEN"])
+def test_env_empty_bao_variable_named_when_it_hides_vault(suffix: str) -> None:
+    environ = {"BAO_ADDR": URL, "BAO_TOKEN": TOKEN, "HOME": "/nonexistent"}
+    environ[f"BAO_{suffix}"] = ""
+    environ[f"VAULT_{suffix}"] = URL if suffix == "ADDR" else TOKEN
+
+    with pytest.raises(ValueError, match=f"Unset BAO_{suffix} to use VAULT_{suffix}"):
+        VaultConfig.from_env(environ)

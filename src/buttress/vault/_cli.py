@@ -68,13 +68,13 @@ _REASONS = {
 }
 
 
-# `VaultConfig.from_env` ends the messages for a missing address or token
+# `VaultConfig.from_env` ends the first sentence about a missing address or token
 # with the keyword argument to pass instead. The command line offers
 # --address for the address, and no token option, because other users
 # could read a token from the process list.
 _ARGUMENT_HINTS = (
-    (re.compile(r", or pass url=\.$"), ", or pass --address."),
-    (re.compile(r", ([^,]+), or pass token=\.$"), r", or \1."),
+    (re.compile(r", or pass url=\."), ", or pass --address."),
+    (re.compile(r", ([^,]+), or pass token=\."), r", or \1."),
 )
 
 

@@ -268,8 +268,8 @@ def _normalize_url(value: object) -> str:
         port = parts.port
     except ValueError:
         msg = (
-            f"{_CONFIG}: url={value!r} is invalid. It is not a parseable URL, "
-            f"so pass one such as {_URL_EXAMPLE}."
+            f"{_CONFIG}: url={shown_url(value)!r} is invalid. It is not a "
+            f"parseable URL, so pass one such as {_URL_EXAMPLE}."
         )
         raise ValueError(msg) from None
     if parts.username is not None or parts.password is not None:
@@ -411,6 +411,20 @@ def _normalize_proxy_url(value: object) -> object:
     if isinstance(value, str):
         return value.strip() or None
     return value
+
+
+def shown_url(value: str) -> str:
+    """
+    Return *value*, a URL that may hold a password, in a form safe for an
+    error message: with the password replaced by ``***``, or hidden whole
+    when it cannot be parsed.
+    """
+    if "@" not in value:
+        return value
+    try:
+        return redact_url(value)
+    except ValueError:
+        return "<hidden: it may contain a password>"
 
 
 def redact_url(url: str) -> str:

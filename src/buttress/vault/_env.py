@@ -56,7 +56,7 @@ from typing import Any
 
 import attrs
 
-from ._config import RateLimit, RetrySettings, VaultConfig, redact_url
+from ._config import RateLimit, RetrySettings, VaultConfig, redact_url, shown_url
 
 __all__ = [
     "describe_config",
@@ -354,7 +354,8 @@ class _Reader:
 def _invalid(
     variable: str, raw: str, reason: str, *, secret: bool = False
 ) -> ValueError:
-    shown = f"{variable} (value hidden)" if secret else f"{variable}={raw!r}"
+    # An address or proxy variable may hold a URL with a password in it.
+    shown = f"{variable} (value hidden)" if secret else f"{variable}={shown_url(raw)!r}"
     return ValueError(f"{shown} is invalid. {reason} Change the variable or unset it.")
 
 
@@ -410,7 +411,24 @@ def _resolve_url(reader: _Reader) -> None:
         "VaultConfig.from_env: no server address is set. Set BAO_ADDR or "
         "VAULT_ADDR (such as https://vault.example.com:8200), or pass url=."
     )
-    raise ValueError(msg)
+    raise ValueError(msg + _shadowed(reader, "ADDR"))
+
+
+def _shadowed(reader: _Reader, suffix: str) -> str:
+    """
+    Return a sentence for an error message when an empty ``BAO_`` variable
+    hides a ``VAULT_`` variable that is set, or ``""``.
+    """
+    bao, vault = (prefix + suffix for prefix in UPSTREAM_PREFIXES)
+    own = reader.environ.get(bao)
+    other = reader.environ.get(vault)
+    if own is not None and not own.strip() and other is not None and other.strip():
+        return (
+            f" {bao} is set but empty, and an empty BAO_ variable takes "
+            f"precedence over {vault}, so {vault} is not used. Unset {bao} "
+            f"to use {vault}."
+        )
+    return ""
 
 
 def _read_token_file(path: Path, origin: str) -> str:
@@ -453,7 +471,7 @@ def _resolve_token(reader: _Reader) -> None:
                 "VAULT_TOKEN, point BUTTRESS_VAULT_TOKEN_FILE at a file that "
                 f"contains it, write it to ~/{DEFAULT_TOKEN_FILE}, or pass token=."
             )
-            raise ValueError(msg)
+            raise ValueError(msg + _shadowed(reader, "TOKEN"))
         path = default_path
         origin = f"~/{DEFAULT_TOKEN_FILE}"
     token = _read_token_file(path, origin)
