@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import math
 import random
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -191,9 +192,10 @@ def test_constant_schedule() -> None:
         ),
         ({"multiplier": 0.5}, ["multiplier=0.5", "at least 1.0"]),
         ({"multiplier": math.inf}, ["multiplier=inf", "finite"]),
+        ({"jitter": "fuzzy"}, ["jitter='fuzzy'", "'none', 'full'"]),
     ],
 )
-def test_invalid_value_message(kwargs: dict[str, float], fragments: list[str]) -> None:
+def test_invalid_value_message(kwargs: dict[str, Any], fragments: list[str]) -> None:
     with pytest.raises(ValueError, match=r"is invalid|is less than") as excinfo:
         Backoff(**kwargs)
 
@@ -208,7 +210,7 @@ def test_invalid_value_message(kwargs: dict[str, float], fragments: list[str]) -
         ({"initial": "1"}, ["Backoff", "initial='1'", "timedelta"]),
         ({"maximum": None}, ["Backoff", "maximum=None"]),
         ({"multiplier": "fast"}, ["Backoff", "multiplier='fast'"]),
-        ({"jitter": "full"}, ["jitter", "'full'"]),
+        ({"jitter": 3}, ["jitter=3", "Jitter.FULL", "'decorrelated'"]),
     ],
 )
 def test_invalid_type_message(kwargs: dict[str, object], fragments: list[str]) -> None:
@@ -218,3 +220,8 @@ def test_invalid_type_message(kwargs: dict[str, object], fragments: list[str]) -
     message = str(excinfo.value)
     for fragment in fragments:
         assert fragment in message
+
+
+@pytest.mark.parametrize("value", ["full", "FULL", Jitter.FULL])
+def test_jitter_accepts_its_value(value: str | Jitter) -> None:
+    assert Backoff(jitter=value).jitter is Jitter.FULL

@@ -57,6 +57,29 @@ def _multiplier_value(value: object) -> float:
     return float(value)
 
 
+def _jitter_value(given: Jitter | str) -> Jitter:
+    # Typed callers pass a Jitter or a str; untyped ones may pass anything.
+    value: object = given
+    if isinstance(value, Jitter):
+        return value
+    choices = ", ".join(repr(kind.value) for kind in Jitter)
+    if isinstance(value, str):
+        try:
+            return Jitter(value.lower())
+        except ValueError:
+            pass
+        msg = (
+            f"Backoff: jitter={value!r} is invalid. Pass a Jitter member or one "
+            f"of {choices}."
+        )
+        raise ValueError(msg)
+    msg = (
+        f"Backoff: jitter={value!r} is invalid. Pass a Jitter member such as "
+        f"Jitter.FULL, or one of {choices} (got {type(value).__name__})."
+    )
+    raise TypeError(msg)
+
+
 def _check_multiplier(
     instance: Backoff, attribute: attrs.Attribute[float], value: float
 ) -> None:
@@ -78,7 +101,8 @@ class Backoff:
         initial: Delay after the first failure, in seconds or a timedelta.
         maximum: Upper bound on any delay.
         multiplier: Growth factor per attempt, at least 1.0.
-        jitter: How each delay is randomised.
+        jitter: How each delay is randomised: a `Jitter` member or its
+            value, such as ``"full"``.
         rng: Random source; pass ``random.Random(seed)`` for reproducible
             schedules in tests.
 
@@ -90,9 +114,7 @@ class Backoff:
     multiplier: float = attrs.field(
         default=2.0, converter=_multiplier_value, validator=_check_multiplier
     )
-    jitter: Jitter = attrs.field(
-        default=Jitter.FULL, validator=attrs.validators.instance_of(Jitter)
-    )
+    jitter: Jitter = attrs.field(default=Jitter.FULL, converter=_jitter_value)
     rng: random.Random = attrs.field(factory=random.Random, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
