@@ -21,7 +21,7 @@ from buttress import (
     [
         (Rejected, (ButtressError,)),
         (ExecutorSaturated, (Rejected, ButtressError)),
-        (ExecutorClosed, (ExecutorSaturated, Rejected, ButtressError)),
+        (ExecutorClosed, (Rejected, ButtressError)),
         (CircuitOpen, (Rejected, ButtressError)),
         (DeadlineExceeded, (ButtressError, TimeoutError, OSError)),
     ],
@@ -32,6 +32,11 @@ def test_exception_tree(
     for base in bases:
         assert issubclass(error, base)
     assert issubclass(error, Exception)
+
+
+def test_closed_is_not_saturated() -> None:
+    # "Saturated" invites a retry later; a closed executor never recovers.
+    assert not issubclass(ExecutorClosed, ExecutorSaturated)
 
 
 def test_deadline_is_not_rejection() -> None:
@@ -69,4 +74,5 @@ def test_closed_attributes() -> None:
     )
 
     assert error.reason == "closed"
-    assert isinstance(error, ExecutorSaturated)
+    assert error.max_workers == 1
+    assert error.queue_size == 0

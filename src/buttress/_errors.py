@@ -10,7 +10,7 @@ The tree::
     ButtressError
     ├── Rejected                 local fast-fail, raised before any work starts
     │   ├── ExecutorSaturated    every worker busy and the queue full
-    │   │   └── ExecutorClosed   the executor was shut down
+    │   ├── ExecutorClosed       the executor was shut down
     │   └── CircuitOpen          the breaker is open or its probe slots are taken
     └── DeadlineExceeded         the caller's time ran out (also a TimeoutError)
 """
@@ -47,7 +47,9 @@ class ExecutorSaturated(Rejected):
     The executor has no free worker and no room left in its queue.
 
     Attributes:
-        reason: ``"queue_full"`` or ``"closed"``.
+        reason: ``"queue_full"``; ``"no_free_worker"`` for admission that
+            never queues; ``"queue_timeout"`` when a caller waited in the
+            queue longer than the executor's queue timeout.
         max_workers: The executor's worker limit.
         queue_size: The executor's queue capacity.
     """
@@ -61,10 +63,25 @@ class ExecutorSaturated(Rejected):
         self.queue_size = queue_size
 
 
-class ExecutorClosed(ExecutorSaturated):
+class ExecutorClosed(Rejected):
     """
     The executor was shut down and accepts no new work.
+
+    It is not an `ExecutorSaturated`: waiting and trying again never helps.
+
+    Attributes:
+        reason: Always ``"closed"``.
+        max_workers: The executor's worker limit.
+        queue_size: The executor's queue capacity.
     """
+
+    def __init__(
+        self, message: str, *, reason: str = "closed", max_workers: int, queue_size: int
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.max_workers = max_workers
+        self.queue_size = queue_size
 
 
 class CircuitOpen(Rejected):

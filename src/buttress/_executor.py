@@ -376,7 +376,7 @@ class BoundedExecutor:
         with self._lock:
             if self._closed:
                 self._rejected_closed += 1
-                error: ExecutorSaturated = self._closed_error(
+                error: ExecutorSaturated | ExecutorClosed = self._closed_error(
                     "is shut down and accepts no new work; create a new executor"
                 )
             elif self._active < self._limit:

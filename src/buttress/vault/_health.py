@@ -39,7 +39,7 @@ import hvac
 
 from .._breaker import BreakerStatistics, CircuitState
 from .._clock import Clock
-from .._errors import DeadlineExceeded, ExecutorSaturated
+from .._errors import DeadlineExceeded, ExecutorClosed, ExecutorSaturated
 from .._executor import BoundedExecutor, ExecutorStatistics
 from .._guard import Guard
 from ._classify import Operation, translate
@@ -388,8 +388,8 @@ async def check_health(
     saturated = False
     try:
         probe = await executor.run(probe_call, timeout=probe_timeout)
-    except ExecutorSaturated as exc:
-        saturated = exc.reason != "closed"
+    except (ExecutorSaturated, ExecutorClosed) as exc:
+        saturated = isinstance(exc, ExecutorSaturated)
         probe = HealthProbe(error=f"the server was not probed: {exc}", probed=False)
     except DeadlineExceeded:
         probe = HealthProbe(
