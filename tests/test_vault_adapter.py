@@ -589,7 +589,12 @@ async def test_adapter_accepts_runbook_mapping(openbao: OpenBaoDevServer) -> Non
     assert executor.queue_capacity == 8
 
 
-async def test_use_before_initialize_raises(openbao: OpenBaoDevServer) -> None:
+async def test_use_before_initialize_raises(
+    openbao: OpenBaoDevServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a config, the adapter reads one from these variables.
+    for name in ("BAO_AGENT_ADDR", "VAULT_AGENT_ADDR", "BAO_ADDR", "VAULT_ADDR"):
+        monkeypatch.delenv(name, raising=False)
     vault = VaultAdapter()
     health = await vault.health_check()
     with pytest.raises(RuntimeError, match="not initialized"):

@@ -62,6 +62,10 @@ class ClientAdapter(Generic[C]):
         breaker: Circuit breaker; by default one with 5 consecutive failures
             and a 30 s reset timeout; None disables it.
         budget: Optional retry budget shared by every operation.
+        shared_throttle: When an attempt fails with a server-suggested
+            wait (the classifier's ``retry_after``, such as an HTTP 429
+            Retry-After), every operation of this adapter waits until then
+            before its next attempt starts; see `buttress.Guard`.
         clock: Time source for every part.
         listeners: Receivers of retry, breaker and executor events.
 
@@ -80,6 +84,7 @@ class ClientAdapter(Generic[C]):
         retry: RetryPolicy | _Default | None = DEFAULT,
         breaker: CircuitBreaker | _Default | None = DEFAULT,
         budget: RetryBudget | None = None,
+        shared_throttle: bool = False,
         clock: Clock = SYSTEM_CLOCK,
         listeners: tuple[Listener, ...] = DEFAULT_LISTENERS,
     ) -> None:
@@ -96,13 +101,14 @@ class ClientAdapter(Generic[C]):
             listeners=listeners,
             thread_exit=self._close_thread_client,
         )
-        self.guard = Guard(
+        self.guard = self._make_guard(
             retry=retry,
             breaker=breaker,
             executor=self.executor,
             timeout=timeout,
             budget=budget,
             classifier=self.classifier(),
+            shared_throttle=shared_throttle,
             clock=clock,
         )
         self._closed = False
@@ -126,6 +132,33 @@ class ClientAdapter(Generic[C]):
         close = getattr(client, "close", None)
         if callable(close):
             close()
+
+    def _make_guard(
+        self,
+        *,
+        retry: RetryPolicy | None,
+        breaker: CircuitBreaker | None,
+        executor: BoundedExecutor,
+        timeout: Duration | None,
+        budget: RetryBudget | None,
+        classifier: Classifier | None,
+        shared_throttle: bool,
+        clock: Clock,
+    ) -> Guard:
+        """
+        Build the Guard from its parts. A backend may override this to
+        return a `Guard` subclass that adds a step to every attempt.
+        """
+        return Guard(
+            retry=retry,
+            breaker=breaker,
+            executor=executor,
+            timeout=timeout,
+            budget=budget,
+            classifier=classifier,
+            shared_throttle=shared_throttle,
+            clock=clock,
+        )
 
     def classifier(self) -> Classifier | None:
         """

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from typing_extensions import Self
 
 from .._breaker import CircuitBreaker
-from .._breaker_store import CircuitState
 from .._clock import SYSTEM_CLOCK, Clock
 from .._events import DEFAULT_LISTENERS, Listener
 from .._executor import BoundedExecutor
@@ -36,7 +35,7 @@ from . import _generic, _kv
 from ._classify import Operation, Replay
 from ._config import VaultConfig
 from ._generic import GenericResponse
-from ._health import HealthProbe, check_health
+from ._health import check_health
 from ._kv import KVSecret
 from ._operations import (
     DatabaseOperations,
@@ -47,7 +46,8 @@ from ._operations import (
     TokenOperations,
     TransitOperations,
 )
-from ._runtime import HANDLER_TYPE, Call, as_config, run_call
+from ._ratelimit import TokenBucket
+from ._runtime import Call, as_config, config_from_environment, run_call
 from ._runtime import VaultClients as _VaultClients
 
 if TYPE_CHECKING:
@@ -71,7 +71,10 @@ class VaultAdapter:
 
     Args:
         config: A `VaultConfig`, or a mapping accepted by
-            `VaultConfig.from_mapping`. Without one, pass it to `initialize`.
+            `VaultConfig.from_mapping`. Without one, the constructor reads
+            the configuration with `VaultConfig.from_env` when ``BAO_ADDR``,
+            ``VAULT_ADDR`` or an agent address is set. Otherwise, pass the
+            config to `initialize`.
         listeners: Receivers of retry, breaker and executor events; the
             default logs them to the ``buttress`` loggers.
         clock: Time source for the deadline, backoff sleeps and the
@@ -80,6 +83,13 @@ class VaultAdapter:
     Use it as ``async with VaultAdapter(config) as adapter:``, or call
     `initialize` and `aclose` yourself. Every method is safe to call from
     many tasks at once, on asyncio or trio.
+
+    Settings apply in this order: the config passed to the constructor or
+    to `initialize`, then ``BAO_*`` variables (a set but empty one still
+    wins), then ``VAULT_*`` variables, then the defaults. The environment
+    is read once, when the adapter is built, and the constructor raises
+    ValueError when an address is set but the token or another variable
+    is missing or invalid.
 
     The operations are grouped by secrets engine: `kv` (KV version 2),
     `kv1`, `transit`, `database`, `pki`, `token` (the adapter's own token)
@@ -98,7 +108,12 @@ class VaultAdapter:
         listeners: Sequence[Listener] | None = None,
         clock: Clock | None = None,
     ) -> None:
-        self._config = None if config is None else as_config(config, "VaultAdapter")
+        # Why the environment gave no config, for the error of initialize().
+        self._env_note = ""
+        if config is None:
+            self._config, self._env_note = config_from_environment()
+        else:
+            self._config = as_config(config, "VaultAdapter")
         self._listeners = DEFAULT_LISTENERS if listeners is None else tuple(listeners)
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self._runtime: _VaultClients | None = None
@@ -131,7 +146,8 @@ class VaultAdapter:
         Build the thread pool, breaker, retry policy and Guard.
 
         Args:
-            config: The configuration, unless the constructor had one.
+            config: The configuration. Without one, the config given to the
+                constructor or read from the environment applies.
 
         Raises:
             RuntimeError: When the adapter is closed, has no configuration,
@@ -159,9 +175,12 @@ class VaultAdapter:
             new_config = self._config
         if new_config is None:
             msg = (
-                f"{owner} has no config. Pass one to the constructor or to "
-                f"initialize()."
+                f"{owner} has no config. Set BAO_ADDR or VAULT_ADDR and "
+                f"BAO_TOKEN or VAULT_TOKEN before building the adapter, or "
+                f"pass a config to the constructor or to initialize()."
             )
+            if self._env_note:
+                msg = f"{msg} {self._env_note}"
             raise RuntimeError(msg)
         self._config = new_config
         self._runtime = _VaultClients(
@@ -226,7 +245,8 @@ class VaultAdapter:
             msg = (
                 "VaultAdapter is not initialized. Call 'await "
                 "adapter.initialize(config)' first, or use 'async with "
-                "VaultAdapter(config) as adapter'."
+                "VaultAdapter(config) as adapter', or set BAO_ADDR or "
+                "VAULT_ADDR before building the adapter."
             )
             raise RuntimeError(msg)
         return self._runtime
@@ -242,7 +262,10 @@ class VaultAdapter:
             RuntimeError: When no configuration was given yet.
         """
         if self._config is None:
-            msg = "VaultAdapter has no config yet. Pass one to initialize()."
+            msg = (
+                "VaultAdapter has no config yet. Pass one to initialize(), or "
+                "set BAO_ADDR or VAULT_ADDR before building the adapter."
+            )
             raise RuntimeError(msg)
         return self._config
 
@@ -267,6 +290,15 @@ class VaultAdapter:
         The thread pool that runs the hvac calls.
         """
         return self._require_runtime(allow_closed=True).executor
+
+    @property
+    def rate_limiter(self) -> TokenBucket | None:
+        """
+        The client-side rate limiter built from ``config.rate_limit``, or
+        None when the config sets no limit. Every attempt takes a token
+        from it before it starts.
+        """
+        return self._require_runtime(allow_closed=True).rate_limiter
 
     def statistics(self) -> GuardStatistics:
         """
@@ -601,118 +633,8 @@ class VaultAdapter:
             closed=self._closed,
             clock=self._clock,
             deep=deep,
-            rate_limiter=getattr(runtime, "rate_limiter", None),
+            rate_limiter=None if runtime is None else runtime.rate_limiter,
         )
         if report["error"] is not None:
             _log.debug("vault health probe: %s", report["error"])
         return report
-
-    def _report(
-        self, runtime: _VaultClients | None, probe: HealthProbe, *, saturated: bool
-    ) -> dict[str, Any]:
-        config = self._config
-        report: dict[str, Any] = {
-            "healthy": False,
-            "reasons": [],
-            "handler_type": HANDLER_TYPE,
-            "initialized": runtime is not None,
-            "url": None if config is None else config.url,
-            "timeout_seconds": None if config is None else config.timeout_seconds,
-            **_server_fields(probe),
-            **_breaker_fields(None if runtime is None else runtime.guard.breaker),
-            **_pool_fields(None if runtime is None else runtime.executor, saturated),
-            "error": probe.error,
-        }
-        if runtime is None:
-            closed = "adapter_closed" if self._closed else "adapter_not_initialized"
-            report["reasons"] = [closed]
-            return report
-        report["reasons"] = _reasons(report, probe)
-        report["healthy"] = not report["reasons"]
-        return report
-
-
-def _server_fields(probe: HealthProbe) -> dict[str, Any]:
-    return {
-        "server_reachable": probe.server_reachable,
-        "server_role": probe.role,
-        "server_status": probe.status,
-        "server_initialized": probe.server_initialized,
-        "sealed": probe.sealed,
-        "standby": probe.standby,
-        "version": probe.version,
-        "cluster_name": probe.cluster_name,
-        "latency_seconds": probe.latency_seconds,
-        "token_valid": probe.token_valid,
-        # A TTL of 0 means the token never expires, as for a root token.
-        "token_ttl_remaining_seconds": probe.token_ttl_seconds or None,
-    }
-
-
-def _breaker_fields(breaker: CircuitBreaker | None) -> dict[str, Any]:
-    if breaker is None:
-        return {
-            "circuit_breaker_enabled": False,
-            "circuit_breaker_state": "disabled",
-            "circuit_breaker_failure_count": 0,
-            "circuit_breaker_open_count": 0,
-        }
-    stats = breaker.statistics()
-    return {
-        "circuit_breaker_enabled": True,
-        "circuit_breaker_state": stats.state.value,
-        "circuit_breaker_failure_count": stats.consecutive_failures,
-        "circuit_breaker_open_count": stats.open_count,
-    }
-
-
-def _pool_fields(
-    executor: BoundedExecutor | None, rejected_probe: bool
-) -> dict[str, Any]:
-    if executor is None:
-        return dict.fromkeys(
-            (
-                "thread_pool_active_workers",
-                "thread_pool_max_workers",
-                "thread_pool_queue_depth",
-                "thread_pool_queue_capacity",
-                "thread_pool_rejected",
-                "thread_pool_saturated",
-            )
-        )
-    pool = executor.statistics()
-    full = pool.active >= pool.max_workers and pool.queued >= pool.queue_capacity
-    return {
-        "thread_pool_active_workers": pool.active,
-        "thread_pool_max_workers": pool.max_workers,
-        "thread_pool_queue_depth": pool.queued,
-        "thread_pool_queue_capacity": pool.queue_capacity,
-        "thread_pool_rejected": pool.rejected,
-        "thread_pool_saturated": rejected_probe or full,
-    }
-
-
-def _reasons(report: dict[str, Any], probe: HealthProbe) -> list[str]:
-    """
-    Return why an initialized adapter is not healthy, from its report.
-    """
-    reasons: list[str] = []
-    if report["circuit_breaker_state"] in (
-        CircuitState.OPEN.value,
-        CircuitState.FORCED_OPEN.value,
-    ):
-        reasons.append("circuit_breaker_open")
-    if report["thread_pool_saturated"]:
-        reasons.append("thread_pool_saturated")
-    if not probe.server_reachable:
-        if probe.probed:
-            reasons.append("server_unreachable")
-    elif probe.server_initialized is False:
-        reasons.append("server_not_initialized")
-    elif probe.sealed:
-        reasons.append("server_sealed")
-    elif probe.token_valid is False:
-        reasons.append("token_invalid")
-    elif probe.token_valid is None:
-        reasons.append("token_not_checked")
-    return reasons

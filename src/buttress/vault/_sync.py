@@ -35,6 +35,7 @@ from ._kv import KVMetadata, KVSecret, KVSubkeys, KVVersion
 from ._kv1 import KV1Secret
 from ._operations import Duration
 from ._pki import CertificateRevocation, IssuedCertificate
+from ._ratelimit import TokenBucket
 from ._runtime import Call, VaultClients, call_sync
 from ._token import LeaseInfo, LeaseRenewal, TokenInfo, TokenRenewal
 from ._transit import TransitBatchItem, TransitCiphertext
@@ -604,7 +605,9 @@ class SyncVaultAdapter:
 
     Args:
         config: A `VaultConfig`, or a mapping accepted by
-            `VaultConfig.from_mapping`. Without one, pass it to `initialize`.
+            `VaultConfig.from_mapping`. Without one, the constructor reads
+            the environment as `VaultAdapter` does, with the same order of
+            precedence. Otherwise, pass the config to `initialize`.
         listeners: Receivers of retry, breaker and executor events.
         clock: Time source for the deadline, backoff and breaker.
 
@@ -718,7 +721,8 @@ class SyncVaultAdapter:
                 msg = (
                     "SyncVaultAdapter is not initialized. Call "
                     "adapter.initialize(config) first, or use 'with "
-                    "SyncVaultAdapter(config) as adapter'."
+                    "SyncVaultAdapter(config) as adapter', or set BAO_ADDR or "
+                    "VAULT_ADDR before building the adapter."
                 )
             else:
                 msg = (
@@ -752,6 +756,11 @@ class SyncVaultAdapter:
     def executor(self) -> BoundedExecutor:
         """See `VaultAdapter.executor`."""
         return self._adapter.executor
+
+    @property
+    def rate_limiter(self) -> TokenBucket | None:
+        """See `VaultAdapter.rate_limiter`."""
+        return self._adapter.rate_limiter
 
     def statistics(self) -> GuardStatistics:
         """See `VaultAdapter.statistics`."""
