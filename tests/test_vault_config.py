@@ -352,3 +352,22 @@ def test_env_empty_bao_variable_named_when_it_hides_vault(suffix: str) -> None:
 
     with pytest.raises(ValueError, match=f"Unset BAO_{suffix} to use VAULT_{suffix}"):
         VaultConfig.from_env(environ)
+
+
+def test_env_attempt_timeout() -> None:
+    environ = {
+        "BAO_ADDR": URL,
+        "BAO_TOKEN": TOKEN,
+        "BUTTRESS_VAULT_ATTEMPT_TIMEOUT": "250ms",
+    }
+
+    config = VaultConfig.from_env(environ)
+
+    assert config.retry.attempt_timeout_seconds == 0.25
+    assert "BUTTRESS_VAULT_ATTEMPT_TIMEOUT" in config.describe()
+
+
+def test_mapping_attempt_timeout() -> None:
+    mapping = {"url": URL, "token": TOKEN, "retry": {"attempt_timeout_seconds": 2}}
+
+    assert VaultConfig.from_mapping(mapping).retry.attempt_timeout_seconds == 2.0

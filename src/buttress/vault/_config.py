@@ -145,6 +145,12 @@ def _check_mapping(owner: str, value: object) -> Mapping[Any, Any]:
 _RETRY = "RetrySettings"
 
 
+def _attempt_timeout_seconds(value: object) -> float:
+    return _to_float(
+        value, _RETRY, "attempt_timeout_seconds", "5.0, or None", seconds=True
+    )
+
+
 def _initial_backoff_seconds(value: object) -> float:
     return _to_float(value, _RETRY, "initial_backoff_seconds", "0.1", seconds=True)
 
@@ -172,6 +178,12 @@ class RetrySettings:
             ``initial_backoff_seconds``.
         exponential_base: Factor by which the delay grows per attempt, at
             least 1.0. Each delay is then jittered between 0 and its value.
+        attempt_timeout_seconds: Time one attempt may take, greater than 0,
+            or None to let an attempt use all of ``timeout_seconds``. A
+            request still unanswered after this is abandoned with
+            `VaultTimeout` and, when the operation is safe to replay,
+            retried within ``timeout_seconds``: set it to survive a server
+            that hangs on some requests.
 
     .. versionadded:: 0.1.0
     """
@@ -192,6 +204,14 @@ class RetrySettings:
         converter=_exponential_base,
         validator=_at_least(
             _RETRY, 1.0, "2.0 (1.0 keeps the delay constant)", inclusive=True
+        ),
+    )
+
+    attempt_timeout_seconds: float | None = attrs.field(
+        default=None,
+        converter=attrs.converters.optional(_attempt_timeout_seconds),
+        validator=attrs.validators.optional(
+            _at_least(_RETRY, 0.0, "5.0, or None", inclusive=False)
         ),
     )
 
@@ -232,7 +252,7 @@ def _retry_settings(value: object) -> RetrySettings:
     msg = (
         f"VaultConfig: retry={value!r} is invalid. Pass a RetrySettings or a "
         f"mapping with the keys max_attempts, initial_backoff_seconds, "
-        f"max_backoff_seconds and exponential_base."
+        f"max_backoff_seconds, exponential_base and attempt_timeout_seconds."
     )
     raise TypeError(msg)
 

@@ -34,8 +34,8 @@ DISABLE_REDIRECTS         ``follow_redirects=False`` when true
 The ``BUTTRESS_VAULT_`` variables are ``MAX_CONCURRENT_OPERATIONS``,
 ``QUEUE_MULTIPLIER``, ``CIRCUIT_BREAKER_ENABLED``,
 ``CIRCUIT_BREAKER_FAILURE_THRESHOLD``, ``CIRCUIT_BREAKER_RESET_TIMEOUT``
-(a duration), ``TRANSPORT`` (``urllib3`` or ``requests``) and
-``TOKEN_FILE``. An unknown one is an error, because it is most likely a
+(a duration), ``TRANSPORT`` (``urllib3`` or ``requests``),
+``ATTEMPT_TIMEOUT`` (a duration) and ``TOKEN_FILE``. An unknown one is an error, because it is most likely a
 misspelling. Booleans accept 1, t, true, yes, on, 0, f, false, no and off
 in any case.
 
@@ -300,6 +300,12 @@ _SETTINGS = (
         parse=parse_duration,
     ),
     _Setting("transport", "TRANSPORT", own=True, parse=parse_transport),
+    _Setting(
+        "retry.attempt_timeout_seconds",
+        "ATTEMPT_TIMEOUT",
+        own=True,
+        parse=parse_duration,
+    ),
 )
 # BUTTRESS_VAULT_ variables read outside the table.
 _OWN_EXTRA = ("TOKEN_FILE",)

@@ -23,7 +23,7 @@ import hvac
 
 from .._backoff import Backoff
 from .._breaker import CircuitBreaker
-from .._clock import Clock
+from .._clock import Clock, deadline_scope
 from .._errors import Rejected
 from .._events import Listener
 from .._guard import Guard
@@ -133,6 +133,7 @@ class VaultClients(ClientAdapter[hvac.Client]):
     def __init__(
         self, config: VaultConfig, *, clock: Clock, listeners: tuple[Listener, ...]
     ) -> None:
+        self.clock = clock
         self.config = config
         self.rate_limiter: TokenBucket | None = None
         if config.rate_limit is not None:
@@ -288,9 +289,17 @@ def _attempt(
     runtime: VaultClients, call: Call[T]
 ) -> tuple[Operation, Callable[[hvac.Client], T]]:
     op = call.operation(runtime.config.url)
+    clock = runtime.clock
+    attempt_timeout = runtime.config.retry.attempt_timeout_seconds
 
     def attempt(client: hvac.Client) -> T:
-        return run_attempt(op, call.work, client)
+        if attempt_timeout is None:
+            return run_attempt(op, call.work, client)
+        # The socket timeouts of this attempt's requests end with it, so a
+        # hung request fails as VaultTimeout, which the classifier retries
+        # when the operation is safe to replay.
+        with deadline_scope(clock, clock.monotonic() + attempt_timeout):
+            return run_attempt(op, call.work, client)
 
     # Retry events and logs name the operation.
     attempt.__qualname__ = f"VaultAdapter.{call.name}"
