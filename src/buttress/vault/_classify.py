@@ -23,6 +23,7 @@ VaultNotInitialized    not_executed      no             failure
 ConsistencyLag         not_executed      yes            ignored
 RateLimited            not_executed      yes, waiting   ignored
                                          Retry-After
+QuotaExceeded          not_executed      no             ignored
 PermissionDenied       failed            no             success
 NotFound               failed            no             success
 InvalidRequest         failed            no             success
@@ -32,7 +33,11 @@ VaultConfigError       not_executed      no             ignored
 Whether an error with an unknown outcome is retried depends on the
 operation's replay class (`Replay`); `REPLAY_CLASSES` gives the class of
 every operation. HTTP 400 errors about leases become `LeaseNotRenewable`
-or `LeaseExpired`, and a 404 for a destroyed KV version `VersionDestroyed`.
+or `LeaseExpired`, a 404 for a destroyed KV version `VersionDestroyed`, a
+404 for an unknown mount `MountNotFound`, and a 502 with a Vault JSON body
+`UpstreamError`, a `VaultServerError`. Every error built from a response
+carries its ``warnings``, ``request_id`` and node headers, and
+``from_intermediary`` when the body was not Vault's JSON.
 
 "Success" means the server responded, so the error resets the breaker's
 count of consecutive failures. An attempt that the Guard's deadline cuts
@@ -63,11 +68,14 @@ from ._errors import (
     InvalidRequest,
     LeaseExpired,
     LeaseNotRenewable,
+    MountNotFound,
     NotFound,
     Outcome,
     PermissionDenied,
+    QuotaExceeded,
     RateLimited,
     SecretDeleted,
+    UpstreamError,
     VaultAdapterError,
     VaultConfigError,
     VaultNotInitialized,
@@ -90,6 +98,7 @@ __all__ = [
     "redact_server_text",
     "replay_class",
     "translate",
+    "warnings_of",
 ]
 
 # Maximum length of Vault's error text quoted in a message.
@@ -306,6 +315,8 @@ _RULES: dict[type[VaultAdapterError], _Rule] = {
     # The node is behind, not down.
     ConsistencyLag: _Rule(transient=True, breaker_failure=None),
     RateLimited: _Rule(transient=True, breaker_failure=None),
+    # The quota frees up only when leases expire, so a retry cannot help.
+    QuotaExceeded: _Rule(transient=False, breaker_failure=None),
     PermissionDenied: _Rule(transient=False, breaker_failure=False),
     NotFound: _Rule(transient=False, breaker_failure=False),
     InvalidRequest: _Rule(transient=False, breaker_failure=False),
@@ -488,14 +499,16 @@ def _not_found(
 ) -> VaultAdapterError:
     metadata = _deleted_version(failure.body)
     if metadata is None:
+        error_type: type[NotFound] = NotFound
         if any("no handler for route" in error for error in failure.errors):
+            error_type = MountNotFound
             advice = (
                 f"No secrets engine is mounted at {op.mount!r}, so check mount_point."
             )
         else:
             advice = "Nothing exists at this path, or the version does not exist."
         return _make(
-            NotFound,
+            error_type,
             op,
             f"{prefix} {advice}",
             outcome="failed",
@@ -506,14 +519,14 @@ def _not_found(
     deletion_time = metadata.get("deletion_time")
     destroyed = bool(metadata.get("destroyed"))
     if destroyed:
-        error_type: type[SecretDeleted] = VersionDestroyed
+        deleted_type: type[SecretDeleted] = VersionDestroyed
         advice = "It cannot be recovered, so read another version."
     else:
-        error_type = SecretDeleted
+        deleted_type = SecretDeleted
         advice = "Undelete it, or read another version."
     state = "destroyed" if destroyed else "deleted"
     return _make(
-        error_type,
+        deleted_type,
         op,
         f"{op.where()} failed with HTTP 404: version {version} of the secret "
         f"is {state}. {advice}",
@@ -529,6 +542,19 @@ def _not_found(
 def _rate_limited(
     failure: ResponseFailure, op: Operation, prefix: str
 ) -> VaultAdapterError:
+    if any("lease count quota exceeded" in error.lower() for error in failure.errors):
+        # HashiCorp Vault Enterprise sends this text. OpenBao 2.7 has no
+        # lease-count quotas.
+        return _make(
+            QuotaExceeded,
+            op,
+            f"{prefix} A lease-count quota rejected the request before it ran. "
+            f"Revoke leases that are no longer used, or ask the operator to "
+            f"raise the quota.",
+            outcome="not_executed",
+            status=failure.status,
+            errors=failure.errors,
+        )
     retry_after = parse_retry_after(failure.retry_after)
     if retry_after is None:
         wait = "The server sent no Retry-After header."
@@ -571,6 +597,31 @@ def _lease_error(
 
 
 def _from_status(failure: ResponseFailure, op: Operation) -> VaultAdapterError:
+    error = _status_error(failure, op)
+    body = failure.body
+    if body is None:
+        error.from_intermediary = True
+    else:
+        error.warnings = warnings_of(body)
+        request_id = body.get("request_id")
+        if isinstance(request_id, str) and request_id:
+            error.request_id = request_id
+    error.hostname = failure.hostname
+    error.raft_node_id = failure.raft_node_id
+    return error
+
+
+def warnings_of(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """
+    Return the ``warnings`` list of a response body as a tuple of str.
+    """
+    warnings = body.get("warnings")
+    if not isinstance(warnings, list):
+        return ()
+    return tuple(str(warning) for warning in warnings)
+
+
+def _status_error(failure: ResponseFailure, op: Operation) -> VaultAdapterError:
     status = failure.status
     errors = failure.errors
     vault_text = _vault_errors_text(errors, op)
@@ -670,6 +721,13 @@ def _from_status(failure: ResponseFailure, op: Operation) -> VaultAdapterError:
             VaultUnavailable,
             f"A proxy or load balancer in front of {op.server} responded, so the "
             f"request may or may not have reached Vault.",
+            "unknown",
+        )
+    if status == 502:
+        return make(
+            UpstreamError,
+            "A backend that the secrets engine depends on failed, so the request "
+            "may or may not have taken effect.",
             "unknown",
         )
     return make(

@@ -17,9 +17,13 @@ The tree::
     ├── VaultSealed            HTTP 503, the server is sealed
     ├── VaultNotInitialized    HTTP 501
     ├── VaultServerError       HTTP 500, or 502 with a Vault JSON body
+    │   └── UpstreamError      HTTP 502 with a Vault JSON body: a backend
+    │                          that a secrets engine calls failed
     ├── RateLimited            HTTP 429, a rate-limit quota
+    ├── QuotaExceeded          HTTP 429, a lease-count quota
     ├── PermissionDenied       HTTP 403 (and 401 from a proxy)
     ├── NotFound               HTTP 404
+    │   ├── MountNotFound      no secrets engine is mounted at the path
     │   └── SecretDeleted      the version exists but is deleted or destroyed
     │       └── VersionDestroyed   the version is destroyed for good
     ├── InvalidRequest         HTTP 400, 405, 413, 415 and other 4xx
@@ -43,11 +47,14 @@ __all__ = [
     "InvalidRequest",
     "LeaseExpired",
     "LeaseNotRenewable",
+    "MountNotFound",
     "NotFound",
     "Outcome",
     "PermissionDenied",
+    "QuotaExceeded",
     "RateLimited",
     "SecretDeleted",
+    "UpstreamError",
     "VaultAdapterError",
     "VaultConfigError",
     "VaultNotInitialized",
@@ -77,6 +84,12 @@ class _Details(TypedDict, total=False):
     errors: Sequence[str]
     outcome: Outcome
     retryable: bool
+    warnings: Sequence[str]
+    request_id: str | None
+    hostname: str | None
+    raft_node_id: str | None
+    from_intermediary: bool
+    attempts: int
 
 
 class VaultAdapterError(ButtressError):
@@ -94,6 +107,18 @@ class VaultAdapterError(ButtressError):
         retryable: Whether the adapter retries this error for this
             operation. An error with an unknown outcome is retried only
             for operations that are safe to replay.
+        warnings: Vault's ``warnings`` list from the response body.
+        request_id: Vault's ``request_id`` from the response body, which
+            names the request in the server's audit log, or None.
+        hostname: The ``X-Vault-Hostname`` response header, the node
+            that handled the request, or None.
+        raft_node_id: The ``X-Vault-Raft-Node-ID`` response header, or
+            None.
+        from_intermediary: True when the response body was not a Vault
+            JSON object, as when a proxy or load balancer responded in
+            place of the server.
+        attempts: The number of attempts the operation made, including
+            the one that raised this error.
     """
 
     def __init__(
@@ -107,6 +132,12 @@ class VaultAdapterError(ButtressError):
         errors: Sequence[str] = (),
         outcome: Outcome = "failed",
         retryable: bool = False,
+        warnings: Sequence[str] = (),
+        request_id: str | None = None,
+        hostname: str | None = None,
+        raft_node_id: str | None = None,
+        from_intermediary: bool = False,
+        attempts: int = 1,
     ) -> None:
         super().__init__(message)
         self.operation = operation
@@ -116,6 +147,12 @@ class VaultAdapterError(ButtressError):
         self.errors = tuple(errors)
         self.outcome: Outcome = outcome
         self.retryable = retryable
+        self.warnings = tuple(warnings)
+        self.request_id = request_id
+        self.hostname = hostname
+        self.raft_node_id = raft_node_id
+        self.from_intermediary = from_intermediary
+        self.attempts = attempts
 
 
 class VaultUnavailable(VaultAdapterError):
@@ -166,6 +203,14 @@ class VaultServerError(VaultAdapterError):
     """
 
 
+class UpstreamError(VaultServerError):
+    """
+    A backend that a secrets engine depends on failed, such as the
+    database behind the database engine (HTTP 502 with a Vault JSON body).
+    The outcome is ``"unknown"``.
+    """
+
+
 class RateLimited(VaultAdapterError):
     """
     A rate-limit quota rejected the request (HTTP 429) before it ran.
@@ -188,6 +233,15 @@ class RateLimited(VaultAdapterError):
         self.retry_after = retry_after
 
 
+class QuotaExceeded(VaultAdapterError):
+    """
+    A lease-count quota rejected the request (HTTP 429) before it ran.
+
+    It is not retried, because the quota frees up only when existing
+    leases expire or are revoked, which takes longer than a retry waits.
+    """
+
+
 class PermissionDenied(VaultAdapterError):
     """
     The token is invalid, expired, or lacks a policy for this path
@@ -198,6 +252,13 @@ class PermissionDenied(VaultAdapterError):
 class NotFound(VaultAdapterError):
     """
     Nothing exists at the path, or the mount does not exist (HTTP 404).
+    """
+
+
+class MountNotFound(NotFound):
+    """
+    No secrets engine is mounted at the path (HTTP 404 ``no handler for
+    route``). Check ``mount_point``.
     """
 
 

@@ -68,6 +68,9 @@ class ResponseFailure(Exception):
         body: The decoded JSON object, or None when the body is not one
             (such as the HTML page of a proxy).
         retry_after: The raw ``Retry-After`` header, or None.
+        hostname: The ``X-Vault-Hostname`` header, the name of the node
+            that handled the request, or None.
+        raft_node_id: The ``X-Vault-Raft-Node-ID`` header, or None.
     """
 
     def __init__(
@@ -77,12 +80,16 @@ class ResponseFailure(Exception):
         errors: tuple[str, ...] = (),
         body: dict[str, Any] | None = None,
         retry_after: str | None = None,
+        hostname: str | None = None,
+        raft_node_id: str | None = None,
     ) -> None:
         super().__init__(f"HTTP {status}")
         self.status = status
         self.errors = errors
         self.body = body
         self.retry_after = retry_after
+        self.hostname = hostname
+        self.raft_node_id = raft_node_id
 
     @classmethod
     def from_response(cls, response: HTTPResponse) -> ResponseFailure:
@@ -93,11 +100,14 @@ class ResponseFailure(Exception):
         errors: tuple[str, ...] = ()
         if body is not None and isinstance(body.get("errors"), list):
             errors = tuple(str(error) for error in body["errors"])
+        headers = response.headers
         return cls(
             response.status_code,
             errors=errors,
             body=body,
-            retry_after=response.headers.get("Retry-After"),
+            retry_after=headers.get("Retry-After"),
+            hostname=headers.get("X-Vault-Hostname"),
+            raft_node_id=headers.get("X-Vault-Raft-Node-ID"),
         )
 
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import attrs
 import hvac
 
-from ._classify import Operation, redact_server_text, translate
+from ._classify import Operation, redact_server_text, translate, warnings_of
 from ._transport import HTTPResponse, ResponseFailure, UnexpectedBody, json_body
 
 __all__ = [
@@ -84,16 +84,6 @@ class _WarningLog:
 
 
 _WARNINGS = _WarningLog()
-
-
-def warnings_of(body: Mapping[str, Any]) -> tuple[str, ...]:
-    """
-    Return the ``warnings`` list of a response body as a tuple of str.
-    """
-    warnings = body.get("warnings")
-    if not isinstance(warnings, list):
-        return ()
-    return tuple(str(warning) for warning in warnings)
 
 
 def require(container: object, key: str, where: str) -> Any:

@@ -32,7 +32,7 @@ from ..clients import ClientAdapter
 from ._classify import Operation, Replay, VaultClassifier, redact_path
 from ._config import VaultConfig
 from ._env import UPSTREAM_PREFIXES
-from ._errors import RateLimited
+from ._errors import RateLimited, VaultAdapterError
 from ._ratelimit import TokenBucket
 from ._request import Exchange, run_attempt
 from ._transport import build_client, close_client
@@ -291,15 +291,24 @@ def _attempt(
     op = call.operation(runtime.config.url)
     clock = runtime.clock
     attempt_timeout = runtime.config.retry.attempt_timeout_seconds
+    # The retry policy starts an attempt only after the previous one ended,
+    # so the count needs no lock.
+    attempts = 0
 
     def attempt(client: hvac.Client) -> T:
-        if attempt_timeout is None:
-            return run_attempt(op, call.work, client)
-        # The socket timeouts of this attempt's requests end with it, so a
-        # hung request fails as VaultTimeout, which the classifier retries
-        # when the operation is safe to replay.
-        with deadline_scope(clock, clock.monotonic() + attempt_timeout):
-            return run_attempt(op, call.work, client)
+        nonlocal attempts
+        attempts += 1
+        try:
+            if attempt_timeout is None:
+                return run_attempt(op, call.work, client)
+            # The socket timeouts of this attempt's requests end with it, so
+            # a hung request fails as VaultTimeout, which the classifier
+            # retries when the operation is safe to replay.
+            with deadline_scope(clock, clock.monotonic() + attempt_timeout):
+                return run_attempt(op, call.work, client)
+        except VaultAdapterError as error:
+            error.attempts = attempts
+            raise
 
     # Retry events and logs name the operation.
     attempt.__qualname__ = f"VaultAdapter.{call.name}"
