@@ -66,7 +66,27 @@ def test_throttle_delays_next_caller() -> None:
         guard.call(limited)
     waited_from = clock.monotonic()
     assert guard.call(lambda: "ok") == "ok"
-    assert clock.monotonic() == pytest.approx(waited_from + 2.0)
+    # The wait, plus up to the retry policy's initial backoff of jitter.
+    assert waited_from + 2.0 <= clock.monotonic() <= waited_from + 2.1
+
+
+def test_throttled_callers_start_apart() -> None:
+    clock = FakeClock(100.0)
+    guard = make_guard(clock)
+
+    def limited() -> str:
+        raise Throttled(2.0)
+
+    waits = []
+    for _ in range(20):
+        with pytest.raises(Throttled):
+            guard.call(limited)
+        throttled_from = clock.monotonic()
+        guard.call(lambda: None)
+        waits.append(clock.monotonic() - throttled_from)
+
+    assert all(2.0 <= wait <= 2.1 for wait in waits)
+    assert len(set(waits)) > 1
 
 
 def test_throttle_in_statistics_and_health() -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import random
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar, overload
 
@@ -133,6 +134,9 @@ class Guard:
             of each caller discovering the limit on its own. The wait
             happens before the breaker and holds no worker thread; a wait
             that would pass the deadline raises `DeadlineExceeded` at once.
+            Each waiter adds a random delay of up to the retry policy's
+            initial backoff (0.1 s without a policy), so the callers that
+            the throttle held back do not all start in the same instant.
         clock: Time source for the deadline and the throttle.
 
     .. versionadded:: 0.1.0
@@ -187,6 +191,8 @@ class Guard:
         # A float store is atomic, and a lost update between two hints only
         # loses the shorter wait, so no lock is needed.
         self._throttle_until = 0.0
+        self._throttle_spread = 0.1 if retry is None else retry.backoff.initial
+        self._rng = random.Random()
         self._replay_safe_retry = self._pipeline_retry(retry, replay_safe=True)
         self._unsafe_retry = self._pipeline_retry(retry, replay_safe=False)
 
@@ -301,17 +307,16 @@ class Guard:
         wait = self._throttle_until - now
         if wait <= 0:
             return 0.0
+        jittered = wait + self._rng.uniform(0.0, self._throttle_spread)
         deadline = _current_deadline.get()
-        if (
-            deadline is not None
-            and deadline[0] is self.clock
-            and now + wait > deadline[1]
-        ):
-            raise DeadlineExceeded(
-                f"the server asked callers to wait {wait:.3f} s, which ends past "
-                f"this call's deadline"
-            )
-        return wait
+        if deadline is not None and deadline[0] is self.clock:
+            if now + wait > deadline[1]:
+                raise DeadlineExceeded(
+                    f"the server asked callers to wait {wait:.3f} s, which ends "
+                    f"past this call's deadline"
+                )
+            jittered = min(jittered, deadline[1] - now)
+        return jittered
 
     async def _wait_throttle_async(self) -> None:
         wait = self._throttle_wait()
