@@ -22,7 +22,12 @@ from typing import Any
 import pytest
 
 from buttress import Event, RetryGaveUp, RetryScheduled
-from buttress.vault import SyncVaultAdapter, VaultAdapter, VaultTimeout
+from buttress.vault import (
+    SyncVaultAdapter,
+    VaultAdapter,
+    VaultTimeout,
+    VaultUnavailable,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -197,3 +202,61 @@ def test_sync_attempt_timeout_retries_hung_read(hung: HungServer) -> None:
 
     assert retries(events) == 2
     assert hung.accepted == 3
+
+
+class FullBacklog:
+    """
+    A listener on 127.0.0.1 whose accept queue is full: it never accepts,
+    and other sockets already fill its backlog, so a new connection attempt
+    hangs in the handshake until its connect timeout.
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+        self._fillers: list[socket.socket] = []
+        for _ in range(8):
+            filler = socket.socket()
+            filler.setblocking(False)
+            try:
+                filler.connect(self._listener.getsockname())
+            except BlockingIOError:
+                pass
+            self._fillers.append(filler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def close(self) -> None:
+        for filler in self._fillers:
+            filler.close()
+        self._listener.close()
+
+
+@pytest.fixture
+def full_backlog() -> Iterator[FullBacklog]:
+    server = FullBacklog()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("transport", ["urllib3", "requests"])
+async def test_connect_timeout_retries_even_a_write(
+    full_backlog: FullBacklog, transport: str
+) -> None:
+    events: list[Event] = []
+    config = settings(full_backlog.url)
+    config.update(timeout_seconds=30.0, connect_timeout_seconds=0.1)
+    config["transport"] = transport
+    config["retry"] = {**config["retry"], "max_attempts": 3}
+    async with VaultAdapter(config, listeners=[events.append]) as vault:
+        with pytest.raises(VaultUnavailable) as unreachable:
+            await vault.write_secret("app/db", {"k": "v"})
+
+    # Nothing was sent, so even a write that is not safe to replay is
+    # retried, and each attempt ended at the connect timeout, long before
+    # the operation's 30 s.
+    assert unreachable.value.outcome == "not_executed"
+    assert retries(events) == 2

@@ -267,6 +267,10 @@ def _timeout_seconds(value: object) -> float:
     return _to_float(value, _CONFIG, "timeout_seconds", "30.0", seconds=True)
 
 
+def _connect_timeout_seconds(value: object) -> float:
+    return _to_float(value, _CONFIG, "connect_timeout_seconds", "5.0", seconds=True)
+
+
 def _reset_timeout_seconds(value: object) -> float:
     field = "circuit_breaker_reset_timeout_seconds"
     return _to_float(value, _CONFIG, field, "30.0", seconds=True)
@@ -599,6 +603,11 @@ class VaultConfig:
             None for no limit.
         transport: The HTTP library under hvac, ``"urllib3"`` (the
             default) or ``"requests"``.
+        connect_timeout_seconds: Time to establish a connection, TLS
+            handshake included, greater than 0; at most the socket timeout
+            of the request. An unreachable server then frees the worker
+            thread quickly, and the failure, which sent nothing, is
+            retried.
 
     Use `from_env` to read these settings from environment variables,
     and `describe` to show each value and where it came from.
@@ -655,6 +664,11 @@ class VaultConfig:
     follow_redirects: bool = attrs.field(default=True, validator=_strict_bool(_CONFIG))
     rate_limit: RateLimit | None = attrs.field(default=None, converter=_rate_limit)
     transport: Transport = attrs.field(default="urllib3", validator=_check_transport)
+    connect_timeout_seconds: float = attrs.field(
+        default=5.0,
+        converter=_connect_timeout_seconds,
+        validator=_at_least(_CONFIG, 0.0, "5.0", inclusive=False),
+    )
     # Where each setting came from, filled by from_env. A field missing
     # here was passed as an argument or kept its default.
     _sources: Mapping[str, str] = attrs.field(

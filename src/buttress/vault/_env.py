@@ -35,7 +35,8 @@ The ``BUTTRESS_VAULT_`` variables are ``MAX_CONCURRENT_OPERATIONS``,
 ``QUEUE_MULTIPLIER``, ``CIRCUIT_BREAKER_ENABLED``,
 ``CIRCUIT_BREAKER_FAILURE_THRESHOLD``, ``CIRCUIT_BREAKER_RESET_TIMEOUT``
 (a duration), ``TRANSPORT`` (``urllib3`` or ``requests``),
-``ATTEMPT_TIMEOUT`` (a duration) and ``TOKEN_FILE``. An unknown one is an error, because it is most likely a
+``ATTEMPT_TIMEOUT`` and ``CONNECT_TIMEOUT`` (durations) and
+``TOKEN_FILE``. An unknown one is an error, because it is most likely a
 misspelling. Booleans accept 1, t, true, yes, on, 0, f, false, no and off
 in any case.
 
@@ -300,6 +301,9 @@ _SETTINGS = (
         parse=parse_duration,
     ),
     _Setting("transport", "TRANSPORT", own=True, parse=parse_transport),
+    _Setting(
+        "connect_timeout_seconds", "CONNECT_TIMEOUT", own=True, parse=parse_duration
+    ),
     _Setting(
         "retry.attempt_timeout_seconds",
         "ATTEMPT_TIMEOUT",

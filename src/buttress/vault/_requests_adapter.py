@@ -88,6 +88,7 @@ class VaultHTTPAdapter(hvac.adapters.RawAdapter):  # type: ignore[misc]
     ) -> None:
         super().__init__(*args, timeout=timeout, **kwargs)
         self.timeout_seconds = float(timeout)
+        self._connect_timeout = config.connect_timeout_seconds
         self.allow_redirects: bool = (
             bool(kwargs.get("allow_redirects", True)) and config.follow_redirects
         )
@@ -104,7 +105,7 @@ class VaultHTTPAdapter(hvac.adapters.RawAdapter):  # type: ignore[misc]
         # per-call timeout overrides the one given at construction. This is
         # how each request's socket timeout follows the time left.
         limit = kwargs.get("timeout")
-        kwargs["timeout"] = socket_timeout(
+        kwargs["timeout"] = self._timeouts(
             self.timeout_seconds if limit is None else float(limit)
         )
         response = cast(
@@ -116,6 +117,11 @@ class VaultHTTPAdapter(hvac.adapters.RawAdapter):  # type: ignore[misc]
         if raise_exception and not self.ignore_exceptions and not response.ok:
             raise ResponseFailure.from_response(response)
         return response
+
+    def _timeouts(self, limit: float) -> tuple[float, float]:
+        # requests takes (connect, read) timeouts.
+        read = socket_timeout(limit)
+        return min(self._connect_timeout, read), read
 
     def read_health(self, timeout: float) -> requests.Response:
         """
@@ -130,7 +136,7 @@ class VaultHTTPAdapter(hvac.adapters.RawAdapter):  # type: ignore[misc]
         return self.session.get(  # type: ignore[no-any-return]
             url,
             headers=headers,
-            timeout=socket_timeout(timeout),
+            timeout=self._timeouts(timeout),
             allow_redirects=self.allow_redirects,
             verify=self._kwargs["verify"],
             cert=self._kwargs["cert"],

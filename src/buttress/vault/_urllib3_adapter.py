@@ -151,6 +151,7 @@ class Urllib3Adapter(hvac.adapters.RawAdapter):  # type: ignore[misc]
     ) -> None:
         super().__init__(*args, timeout=timeout, **kwargs)
         self.timeout_seconds = float(timeout)
+        self._connect_timeout = config.connect_timeout_seconds
         self.allow_redirects: bool = (
             bool(kwargs.get("allow_redirects", True)) and config.follow_redirects
         )
@@ -317,7 +318,9 @@ class Urllib3Adapter(hvac.adapters.RawAdapter):  # type: ignore[misc]
             "headers": headers,
             "retries": _NO_RETRIES,
             "redirect": False,
-            "timeout": urllib3.Timeout(connect=timeout, read=timeout),
+            "timeout": urllib3.Timeout(
+                connect=min(self._connect_timeout, timeout), read=timeout
+            ),
             # The body is read before the connection returns to the pool.
             "preload_content": True,
         }
