@@ -57,9 +57,9 @@ def _multiplier_value(value: object) -> float:
     return float(value)
 
 
-def _jitter_value(given: Jitter | str) -> Jitter:
+def _jitter_value(jitter: Jitter | str) -> Jitter:
     # Typed callers pass a Jitter or a str; untyped ones may pass anything.
-    value: object = given
+    value: object = jitter
     if isinstance(value, Jitter):
         return value
     choices = ", ".join(repr(kind.value) for kind in Jitter)

@@ -312,7 +312,7 @@ class Guard:
         if deadline is not None and deadline[0] is self.clock:
             if now + wait > deadline[1]:
                 raise DeadlineExceeded(
-                    f"the server asked callers to wait {wait:.3f} s, which ends "
+                    f"the server requested a wait of {wait:.3f} s, which ends "
                     f"past this call's deadline"
                 )
             jittered = min(jittered, deadline[1] - now)

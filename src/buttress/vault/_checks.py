@@ -58,7 +58,7 @@ def check_text(method: str, name: str, value: object, *, allow_empty: bool) -> s
 
 def check_segments(method: str, name: str, value: str) -> None:
     """
-    Refuse *value* when one of its segments is ``.`` or ``..``.
+    Raise ValueError when one of the segments of *value* is ``.`` or ``..``.
 
     The server resolves such segments before routing, so ``app/../../sys``
     below a mount would reach an endpoint outside it.
