@@ -25,6 +25,7 @@ from buttress import (
     Event,
     ExecutorSaturated,
     Guard,
+    RetryGaveUp,
     RetryPolicy,
     RetryScheduled,
     time_remaining,
@@ -292,6 +293,36 @@ def test_call_timeout() -> None:
             guard.call(release.wait, 30)
 
         release.set()
+
+
+def test_call_deadline_chains_last_error() -> None:
+    # The first attempt fails at once; the second is still running when the
+    # deadline ends the executor's wait.
+    release = threading.Event()
+    events: list[Event] = []
+    attempts = 0
+
+    def first_fails() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise ConnectionError("first attempt")
+        release.wait(30)
+
+    retry = RetryPolicy(
+        attempts=3, backoff=Backoff.constant(0.001), listeners=[events.append]
+    )
+    with executor(max_workers=1) as pool:
+        guard = Guard(retry=retry, executor=pool, timeout=0.2)
+
+        with pytest.raises(DeadlineExceeded) as timed_out:
+            guard.call(first_fails)
+
+        release.set()
+
+    assert isinstance(timed_out.value.__cause__, ConnectionError)
+    gave_up = [event for event in events if isinstance(event, RetryGaveUp)]
+    assert [event.reason for event in gave_up] == ["deadline"]
 
 
 @pytest.mark.anyio

@@ -534,8 +534,16 @@ class _RetryRun:
         """
         policy = self.policy
         if exc is not None:
-            self.last_error = exc
+            previous, self.last_error = self.last_error, exc
             if not policy.is_retryable(exc):
+                if isinstance(exc, DeadlineExceeded):
+                    # A deadline ended the attempt, such as an executor's
+                    # wait in sync code: chain the error that caused the
+                    # retry, as the async path does.
+                    if exc.__cause__ is None and previous is not None:
+                        exc.__cause__ = previous
+                    self._give_up(exc, "deadline", "the deadline ended the attempt")
+                    return None
                 self._give_up(exc, "not_retryable")
                 return None
         if self.attempt >= policy.attempts:
@@ -570,14 +578,16 @@ class _RetryRun:
         self.attempt += 1
         return delay
 
-    def _give_up(self, exc: BaseException | None, reason: str) -> None:
+    def _give_up(
+        self, exc: BaseException | None, reason: str, why: str | None = None
+    ) -> None:
         policy = self.policy
         elapsed = policy.clock.monotonic() - self.started
         if exc is not None and (reason != "not_retryable" or self.attempt > 1):
             _add_note(
                 exc,
                 f"buttress: gave up on {self.name} after {self.attempt} "
-                f"attempt(s) in {elapsed:.3f} s ({_REASONS[reason]})",
+                f"attempt(s) in {elapsed:.3f} s ({why or _REASONS[reason]})",
             )
         emit(
             policy.listeners,
