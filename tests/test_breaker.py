@@ -578,6 +578,19 @@ def test_log_levels(caplog: pytest.LogCaptureFixture) -> None:
     assert "dependency down" not in caplog.text
 
 
+def test_forced_states_logged(caplog: pytest.LogCaptureFixture) -> None:
+    breaker = make_breaker(listeners=(LoggingListener(),))
+    with caplog.at_level(logging.DEBUG, logger="buttress"):
+        breaker.force_open()
+        breaker.force_closed()
+
+    records = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert records[0][0] == logging.WARNING
+    assert "db forced open" in records[0][1]
+    assert records[1][0] == logging.INFO
+    assert "db forced closed" in records[1][1]
+
+
 # -- entry points and configuration -----------------------------------------------
 
 

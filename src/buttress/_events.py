@@ -162,8 +162,15 @@ class LoggingListener:
                 self._message(event.error),
             )
         elif isinstance(event, CircuitStateChanged):
-            level = logging.WARNING if event.new == "open" else logging.INFO
-            verb = {"open": "opened", "closed": "closed", "half_open": "half-open"}
+            opened = event.new in ("open", "forced_open")
+            level = logging.WARNING if opened else logging.INFO
+            verb = {
+                "open": "opened",
+                "closed": "closed",
+                "half_open": "half-open",
+                "forced_open": "forced open",
+                "forced_closed": "forced closed",
+            }
             logging.getLogger("buttress.breaker").log(
                 level,
                 "circuit breaker %s %s (%s, generation %d)",
