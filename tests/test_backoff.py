@@ -225,3 +225,9 @@ def test_invalid_type_message(kwargs: dict[str, object], fragments: list[str]) -
 @pytest.mark.parametrize("value", ["full", "FULL", Jitter.FULL])
 def test_jitter_accepts_its_value(value: str | Jitter) -> None:
     assert Backoff(jitter=value).jitter is Jitter.FULL
+
+
+@pytest.mark.parametrize("delay", [0, -1.0, math.inf])
+def test_constant_names_delay(delay: float) -> None:
+    with pytest.raises(ValueError, match=r"Backoff.constant: delay="):
+        Backoff.constant(delay)

@@ -176,5 +176,6 @@ class Backoff:
         """
         Return a schedule that always waits *delay* seconds, without jitter.
         """
-        seconds = to_seconds(delay)
+        seconds = to_seconds(delay, owner="Backoff.constant", field="delay")
+        check_positive("Backoff.constant", "delay", seconds)
         return cls(initial=seconds, maximum=seconds, multiplier=1.0, jitter=Jitter.NONE)
