@@ -4,6 +4,8 @@ Tests of the exception types that buttress raises itself.
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from buttress import (
@@ -76,3 +78,23 @@ def test_closed_attributes() -> None:
     assert error.reason == "closed"
     assert error.max_workers == 1
     assert error.queue_size == 0
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ExecutorSaturated(reason="queue_full", max_workers=2, queue_size=4),
+        ExecutorSaturated("full", reason="no_free_worker", max_workers=2, queue_size=0),
+        ExecutorClosed("closed", max_workers=1, queue_size=0),
+        CircuitOpen(name="db", retry_after=1.5),
+        DeadlineExceeded("late"),
+    ],
+    ids=repr,
+)
+def test_errors_survive_pickling(error: ButtressError) -> None:
+    # Errors cross process boundaries, as in multiprocessing pools.
+    copy = pickle.loads(pickle.dumps(error))
+
+    assert type(copy) is type(error)
+    assert str(copy) == str(error)
+    assert copy.__dict__ == error.__dict__

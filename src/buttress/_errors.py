@@ -54,13 +54,50 @@ class ExecutorSaturated(Rejected):
         queue_size: The executor's queue capacity.
     """
 
+    # As for CircuitOpen, the message of a full executor is built only when
+    # it is read, because rejections come in floods.
+    _message: str | None = None
+    _name: str = ""
+    _limit: int = 0
+
     def __init__(
-        self, message: str, *, reason: str, max_workers: int, queue_size: int
+        self,
+        message: str | None = None,
+        *,
+        reason: str = "queue_full",
+        max_workers: int = 0,
+        queue_size: int = 0,
+        name: str = "",
+        limit: int | None = None,
     ) -> None:
-        super().__init__(message)
+        if message is not None:
+            super().__init__(message)
         self.reason = reason
         self.max_workers = max_workers
         self.queue_size = queue_size
+        self._message = message
+        self._name = name
+        self._limit = max_workers if limit is None else limit
+
+    def __str__(self) -> str:
+        if self._message is not None:
+            return self._message
+        if self.reason == "no_free_worker":
+            return (
+                f"executor {self._name!r} has no free worker: all {self._limit} "
+                f"workers are busy"
+            )
+        return (
+            f"executor {self._name!r} is saturated: all {self._limit} workers "
+            f"are busy and the queue of {self.queue_size} is full; retry later "
+            f"or raise max_workers or queue_size"
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ExecutorSaturated(reason={self.reason!r}, "
+            f"max_workers={self.max_workers!r}, queue_size={self.queue_size!r})"
+        )
 
 
 class ExecutorClosed(Rejected):
@@ -76,7 +113,12 @@ class ExecutorClosed(Rejected):
     """
 
     def __init__(
-        self, message: str, *, reason: str = "closed", max_workers: int, queue_size: int
+        self,
+        message: str = "the executor is shut down",
+        *,
+        reason: str = "closed",
+        max_workers: int = 0,
+        queue_size: int = 0,
     ) -> None:
         super().__init__(message)
         self.reason = reason

@@ -117,6 +117,9 @@ class AdaptiveLimit:
             check_int_range(owner, "initial", self.initial, self.minimum, 100)
 
 
+_new_error = BaseException.__new__
+
+
 class _ItemState(enum.Enum):
     QUEUED = 0
     RUNNING = 1
@@ -388,27 +391,54 @@ class BoundedExecutor:
                 if len(self._queue) > self._peak_queued:
                     self._peak_queued = len(self._queue)
                 return item
-            elif may_queue:
-                self._rejected_queue_full += 1
-                error = ExecutorSaturated(
-                    f"executor {self.name!r} is saturated: all {self._limit} "
-                    f"workers are busy and the queue of {self.queue_size} is "
-                    f"full; retry later or raise max_workers or queue_size",
-                    reason="queue_full",
-                    max_workers=self.max_workers,
-                    queue_size=self.queue_size,
-                )
             else:
-                self._rejected_no_free_worker += 1
-                error = ExecutorSaturated(
-                    f"executor {self.name!r} has no free worker: all "
-                    f"{self._limit} workers are busy",
-                    reason="no_free_worker",
-                    max_workers=self.max_workers,
-                    queue_size=self.queue_size,
-                )
+                error = self._full_error_locked(may_queue)
         self._emit_rejection(error.reason)
         raise error
+
+    def _full_error_locked(self, may_queue: bool) -> ExecutorSaturated:
+        # Caller holds the lock and has found no free worker, and no room in
+        # the queue when *may_queue*.
+        if may_queue:
+            self._rejected_queue_full += 1
+            reason = "queue_full"
+        else:
+            self._rejected_no_free_worker += 1
+            reason = "no_free_worker"
+        # Without __init__: the fields are set directly, and the message is
+        # built from them only when read.
+        error: ExecutorSaturated = _new_error(ExecutorSaturated)
+        error.reason = reason
+        error.max_workers = self.max_workers
+        error.queue_size = self.queue_size
+        error._name = self.name
+        error._limit = self._limit
+        return error
+
+    def _reject_if_full(self, may_queue: bool) -> ExecutorSaturated | None:
+        """
+        Return the error for a call that finds the executor full, or None.
+
+        The entry points call it before they build the caller's future and
+        work item, so a rejection allocates only its error. The first test
+        reads the counters without the lock, and a full executor is
+        confirmed under the lock.
+        """
+        if self._active < self._limit or (
+            may_queue and len(self._queue) < self.queue_size
+        ):
+            return None
+        with self._lock:
+            if (
+                self._closed
+                or self._active < self._limit
+                or (may_queue and len(self._queue) < self.queue_size)
+            ):
+                # Closed, or room freed meanwhile: the full path decides.
+                return None
+            error = self._full_error_locked(may_queue)
+        self._emit_rejection(error.reason)
+        return error
 
     def _emit_rejection(self, reason: str) -> None:
         if self._rejection_listeners:
@@ -672,6 +702,9 @@ class BoundedExecutor:
                 queue is full, or after ``queue_timeout`` in the queue.
             DeadlineExceeded: When *timeout* passed first.
         """
+        full = self._reject_if_full(True)
+        if full is not None:
+            raise full
         waiter = make_waiter()
         item = self._admit(fn, args, waiter.notify)
         queue_timeout = self.queue_timeout
@@ -718,6 +751,9 @@ class BoundedExecutor:
             ExecutorSaturated: At once when no worker is free.
             DeadlineExceeded: When *timeout* passed first.
         """
+        full = self._reject_if_full(False)
+        if full is not None:
+            raise full
         waiter = make_waiter()
         item = self._admit(fn, args, waiter.notify, may_queue=False)
         try:
@@ -779,6 +815,9 @@ class BoundedExecutor:
             ExecutorSaturated: At once, when every worker is busy and the
                 queue is full.
         """
+        full = self._reject_if_full(True)
+        if full is not None:
+            raise full
         return self._submit(fn, args, True)[0]
 
     def submit_nowait(
@@ -788,6 +827,9 @@ class BoundedExecutor:
         Like `submit`, but never queue: the call starts at once or is
         rejected with `ExecutorSaturated`.
         """
+        full = self._reject_if_full(False)
+        if full is not None:
+            raise full
         return self._submit(fn, args, False)[0]
 
     def call(
@@ -801,6 +843,9 @@ class BoundedExecutor:
                 queue is full, or after ``queue_timeout`` in the queue.
             DeadlineExceeded: When *timeout* seconds passed first.
         """
+        full = self._reject_if_full(True)
+        if full is not None:
+            raise full
         future, item = self._submit(fn, args, True)
         started = time.monotonic()
         try:
