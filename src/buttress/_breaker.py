@@ -769,6 +769,20 @@ class CircuitBreaker:
 
             @functools.wraps(fn)
             async def guarded_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                # The closed and open paths of `acall`, inlined to save a
+                # coroutine frame.
+                fast = self._fast
+                if fast is not None:
+                    try:
+                        result = await fn(*args, **kwargs)
+                    except BaseException as exc:
+                        self._record((fast.generation, False, 0.0), self._classify(exc))
+                        raise
+                    self._count_fast_success(fast)
+                    return result
+                error = self._open_rejection()
+                if error is not None:
+                    raise error
                 return await self.acall(fn, *args, **kwargs)
 
             return guarded_async
