@@ -27,6 +27,7 @@ import requests
 import buttress.vault
 from buttress import DeadlineExceeded
 from buttress.vault import (
+    AuthenticationFailed,
     CasConflict,
     ConsistencyLag,
     InvalidRequest,
@@ -111,7 +112,7 @@ STATUS_TABLE: list[
         False,
         False,
     ),
-    (failure(401), PermissionDenied, "failed", False, False, False),
+    (failure(401), AuthenticationFailed, "failed", False, False, None),
     (
         failure(403, "permission denied"),
         PermissionDenied,

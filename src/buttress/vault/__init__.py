@@ -24,6 +24,7 @@ from ._classify import Replay, replay_class
 from ._config import RetrySettings, VaultConfig
 from ._database import DatabaseCredentials, StaticCredentials
 from ._errors import (
+    AuthenticationFailed,
     CasConflict,
     ConsistencyLag,
     InvalidRequest,
@@ -74,6 +75,7 @@ from ._token import LeaseInfo, LeaseRenewal, TokenInfo, TokenRenewal
 from ._transit import TransitBatchItem, TransitCiphertext
 
 __all__ = [
+    "AuthenticationFailed",
     "CasConflict",
     "CertificateRevocation",
     "ConsistencyLag",

@@ -25,6 +25,7 @@ RateLimited            not_executed      yes, waiting   ignored
                                          Retry-After
 QuotaExceeded          not_executed      no             ignored
 PermissionDenied       failed            no             success
+AuthenticationFailed   failed            no             ignored
 NotFound               failed            no             success
 InvalidRequest         failed            no             success
 VaultConfigError       not_executed      no             ignored
@@ -63,6 +64,7 @@ import urllib3.exceptions
 
 from .._classify import Verdict
 from ._errors import (
+    AuthenticationFailed,
     CasConflict,
     ConsistencyLag,
     InvalidRequest,
@@ -318,6 +320,8 @@ _RULES: dict[type[VaultAdapterError], _Rule] = {
     # The quota frees up only when leases expire, so a retry cannot help.
     QuotaExceeded: _Rule(transient=False, breaker_failure=None),
     PermissionDenied: _Rule(transient=False, breaker_failure=False),
+    # A proxy's 401 tells nothing about Vault's health.
+    AuthenticationFailed: _Rule(transient=False, breaker_failure=None),
     NotFound: _Rule(transient=False, breaker_failure=False),
     InvalidRequest: _Rule(transient=False, breaker_failure=False),
     VaultConfigError: _Rule(transient=False, breaker_failure=None),
@@ -679,7 +683,15 @@ def _status_error(failure: ResponseFailure, op: Operation) -> VaultAdapterError:
             "on and processed nothing, so a retry is safe.",
             "not_executed",
         )
-    if status in (401, 403):
+    if status == 401:
+        return make(
+            AuthenticationFailed,
+            f"Vault answers a bad token with 403, so a proxy or gateway in front "
+            f"of {op.server} rejected the request's credentials. Check the "
+            f"proxy's authentication settings.",
+            "failed",
+        )
+    if status == 403:
         return make(
             PermissionDenied,
             "Check that the token is valid and not expired, and that its policies "

@@ -21,7 +21,9 @@ The tree::
     │                          that a secrets engine calls failed
     ├── RateLimited            HTTP 429, a rate-limit quota
     ├── QuotaExceeded          HTTP 429, a lease-count quota
-    ├── PermissionDenied       HTTP 403 (and 401 from a proxy)
+    ├── PermissionDenied       HTTP 403
+    │   └── AuthenticationFailed   HTTP 401, which Vault never sends: a
+    │                              proxy in front of it wants credentials
     ├── NotFound               HTTP 404
     │   ├── MountNotFound      no secrets engine is mounted at the path
     │   └── SecretDeleted      the version exists but is deleted or destroyed
@@ -246,6 +248,14 @@ class PermissionDenied(VaultAdapterError):
     """
     The token is invalid, expired, or lacks a policy for this path
     (HTTP 403). Vault returns 403 for a missing or expired token too.
+    """
+
+
+class AuthenticationFailed(PermissionDenied):
+    """
+    Something in front of Vault, such as an authenticating proxy, rejected
+    the request's credentials with HTTP 401. Vault itself never sends 401,
+    so the answer says nothing about the server's health.
     """
 
 
