@@ -518,6 +518,8 @@ async def test_health_check_healthy(openbao: OpenBaoDevServer) -> None:
     assert health["thread_pool_queue_depth"] == 0
     assert health["thread_pool_rejected"] == 0
     assert health["thread_pool_saturated"] is False
+    assert health["last_retry_after_seconds"] is None
+    assert health["seconds_since_last_429"] is None
     assert health["error"] is None
 
 

@@ -204,6 +204,8 @@ async def test_real_quota_throttles_next_callers(
     assert 1 <= error.retry_after <= 30
     assert throttled_for == pytest.approx(error.retry_after)
     assert health["throttled_for_seconds"] == pytest.approx(error.retry_after)
+    assert health["last_retry_after_seconds"] == error.retry_after
+    assert health["seconds_since_last_429"] == pytest.approx(0.0)
     assert len(counting_proxy.requests) == sent + 3
     # The throttle adds up to the initial backoff of jitter to each wait.
     assert error.retry_after <= clock.sleeps[0] <= error.retry_after + FLOOR

@@ -620,6 +620,9 @@ class VaultAdapter:
               ``thread_pool_stalled_seconds``.
             - ``throttled_for_seconds``: The wait the shared throttle
               imposes after a 429 with Retry-After.
+            - ``last_retry_after_seconds``, ``seconds_since_last_429``: The
+              Retry-After of the last HTTP 429 (None when it had none) and
+              how long ago it arrived; both None before the first 429.
             - ``rate_limit`` (``"rate:burst"`` or None),
               ``rate_limit_available``, ``rate_limit_delayed``,
               ``rate_limit_rejected``: The client-side rate limiter's

@@ -456,6 +456,7 @@ def _report(
             None if stats is None else stats.executor, saturated, stalled_for
         ),
         "throttled_for_seconds": 0.0 if stats is None else stats.throttled_for,
+        **_last_429_fields(guard, clock),
         **_rate_limit_fields(config, rate_limiter),
         "error": probe.error,
     }
@@ -465,6 +466,17 @@ def _report(
     report["reasons"] = reasons
     report["ready"] = report["healthy"] = not reasons
     return report
+
+
+def _last_429_fields(guard: Guard | None, clock: Clock) -> dict[str, Any]:
+    # Only the Vault adapter's own Guard records 429s.
+    arrived = getattr(guard, "last_rate_limited_at", None)
+    return {
+        "last_retry_after_seconds": getattr(guard, "last_retry_after", None),
+        "seconds_since_last_429": (
+            None if arrived is None else max(0.0, clock.monotonic() - arrived)
+        ),
+    }
 
 
 def _server_fields(probe: HealthProbe) -> dict[str, Any]:

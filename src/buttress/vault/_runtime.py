@@ -78,11 +78,19 @@ class _VaultGuard(Guard):
     def __init__(self, *, rate_limiter: TokenBucket | None, **parts: Any) -> None:
         super().__init__(**parts)
         self.rate_limiter = rate_limiter
+        # The last 429's Retry-After in seconds (None when it had none),
+        # and the clock time it arrived, for the health report.
+        self.last_retry_after: float | None = None
+        self.last_rate_limited_at: float | None = None
 
     def _server_hint(self, exc: Exception) -> float | None:
         hinted = super()._server_hint(exc)
         retry = self.retry
-        if retry is None or not isinstance(exc, RateLimited):
+        if not isinstance(exc, RateLimited):
+            return hinted
+        self.last_retry_after = exc.retry_after
+        self.last_rate_limited_at = self.clock.monotonic()
+        if retry is None:
             return hinted
         floor = retry.backoff.initial if retry.hint_floor is None else retry.hint_floor
         return min(max(hinted or 0.0, floor), retry.hint_cap)
