@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -260,3 +261,34 @@ async def test_connect_timeout_retries_even_a_write(
     # the operation's 30 s.
     assert unreachable.value.outcome == "not_executed"
     assert retries(events) == 2
+
+
+def test_interrupt_closes_without_waiting(hung: HungServer) -> None:
+    config = settings(hung.url)
+    config["timeout_seconds"] = 30.0
+    vault = SyncVaultAdapter(config)
+    vault.initialize()
+    outcome: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            vault.read_secret("app/db")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    while hung.accepted == 0 and reader.is_alive():
+        time.sleep(0.01)
+
+    with pytest.raises(KeyboardInterrupt), vault:
+        raise KeyboardInterrupt
+
+    # Closing returned while the request was still running in its worker,
+    # long before its 30 s deadline.
+    assert reader.is_alive()
+    assert not outcome
+    assert vault.executor.statistics().active == 1
+    hung.stop()
+    reader.join(timeout=30)
+    assert len(outcome) == 1

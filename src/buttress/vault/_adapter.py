@@ -203,13 +203,14 @@ class VaultAdapter:
         await runtime.aclose(timeout=runtime.config.timeout_seconds)
         self._warn_running_threads(runtime)
 
-    def _close_sync(self) -> None:
-        # The blocking twin of aclose, for SyncVaultAdapter.
+    def _close_sync(self, *, wait: bool = True) -> None:
+        # The blocking twin of aclose, for SyncVaultAdapter. Without *wait*,
+        # running requests are left to end in their daemon threads.
         runtime = self._runtime
         self._closed = True
         if runtime is None:
             return
-        runtime.close(timeout=runtime.config.timeout_seconds)
+        runtime.close(timeout=runtime.config.timeout_seconds if wait else 0.0)
         self._warn_running_threads(runtime)
 
     @staticmethod

@@ -710,6 +710,10 @@ class SyncVaultAdapter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if isinstance(exc, KeyboardInterrupt) and self._owner:
+            # The user wants out: running requests are not waited for.
+            self._adapter._close_sync(wait=False)
+            return
         self.close()
 
     def _runtime(self) -> VaultClients:
