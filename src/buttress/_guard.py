@@ -139,6 +139,11 @@ class Guard:
             the throttle held back do not all start in the same instant.
         clock: Time source for the deadline and the throttle.
 
+    NOTE: a function that the Guard runs must not call the same Guard and
+    wait for it. The outer call holds a worker while the inner one queues
+    for a worker, so once every worker does this, nothing finishes until
+    ``timeout`` passes, and never without one.
+
     .. versionadded:: 0.1.0
     """
 
