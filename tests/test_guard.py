@@ -325,6 +325,38 @@ def test_call_deadline_chains_last_error() -> None:
     assert [event.reason for event in gave_up] == ["deadline"]
 
 
+def test_call_attempt_timeout_retried() -> None:
+    # The first attempt outlives its attempt timeout while the call's own
+    # timeout is far away, so it is retried as in async code.
+    release = threading.Event()
+    events: list[Event] = []
+    attempts = 0
+
+    def first_hangs() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            release.wait(30)
+        return "ok"
+
+    retry = RetryPolicy(
+        attempts=3,
+        backoff=Backoff.constant(0.001),
+        attempt_timeout=0.1,
+        retry_on=TimeoutError,
+        listeners=[events.append],
+    )
+    with executor(max_workers=2) as pool:
+        guard = Guard(retry=retry, executor=pool, timeout=30.0)
+
+        assert guard.call(first_hangs) == "ok"
+
+        release.set()
+
+    scheduled = [event for event in events if isinstance(event, RetryScheduled)]
+    assert [event.exception_type for event in scheduled] == ["TimeoutError"]
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", virtual_time_backends())
 @pytest.mark.parametrize("with_retry", [False, True], ids=["no-retry", "retry"])

@@ -176,3 +176,50 @@ async def test_throttle_holds_every_task() -> None:
     assert len(started_at) == 5
     assert min(started_at) >= throttled_from + 4.0 - 1e-9
     assert executor.statistics().active == 0
+
+
+@pytest.mark.parametrize("initial", [0.1, 2.0])
+def test_throttle_jitter_leaves_time_to_attempt(initial: float) -> None:
+    # A wait of 0.5 s inside a 1 s timeout fits; the jitter must not use up
+    # the rest of the timeout, even when the spread (the initial backoff)
+    # is larger than the time left.
+    for _ in range(50):
+        clock = FakeClock(100.0)
+        retry = buttress.RetryPolicy(
+            attempts=2,
+            backoff=buttress.Backoff.constant(initial),
+            clock=clock,
+            listeners=(),
+        )
+        guard = buttress.Guard(
+            retry=retry,
+            classifier=HintClassifier(),
+            shared_throttle=True,
+            timeout=1.0,
+            clock=clock,
+        )
+        with pytest.raises(Throttled):
+            guard.call(_raise_throttled, 0.5)
+
+        assert guard.call(lambda: "ok") == "ok"
+        assert clock.sleeps[0] <= 0.75
+
+
+def _raise_throttled(retry_after: float) -> None:
+    raise Throttled(retry_after)
+
+
+def test_throttle_to_deadline_without_guard_timeout() -> None:
+    # The wait ends exactly at the retry policy's deadline, which leaves the
+    # attempt no time. The Guard has no timeout of its own for the message
+    # to name.
+    clock = FakeClock(100.0)
+    retry = buttress.RetryPolicy(attempts=1, deadline=5.0, clock=clock, listeners=())
+    guard = buttress.Guard(
+        retry=retry, classifier=HintClassifier(), shared_throttle=True, clock=clock
+    )
+    with pytest.raises(Throttled):
+        guard.call(_raise_throttled, 5.0)
+
+    with pytest.raises(buttress.DeadlineExceeded, match="before its deadline"):
+        guard.call(lambda: "ok")

@@ -270,6 +270,52 @@ def test_local_error_retried_when_named(retry_on: Any) -> None:
     assert flaky.calls == 3
 
 
+def test_local_error_retried_under_root_type() -> None:
+    flaky = Flaky(1, lambda: CircuitOpen("open", name="db", retry_after=0.0))
+
+    assert make_policy(attempts=3, retry_on=ButtressError).call(flaky) == "ok"
+    assert flaky.calls == 2
+
+
+def test_local_error_not_retried_by_adapter_type() -> None:
+    # Naming an adapter's own error type, itself a ButtressError, does not
+    # opt in to retrying rejections.
+    flaky = Flaky(1, lambda: CircuitOpen("open", name="db", retry_after=0.0))
+    policy = make_policy(attempts=3, retry_on=(ClientError, Exception))
+
+    with pytest.raises(CircuitOpen):
+        policy.call(flaky)
+    assert flaky.calls == 1
+
+
+def test_own_deadline_error_keeps_its_context() -> None:
+    # The function raises DeadlineExceeded itself while handling another
+    # error; the policy has no deadline, so this is not the policy's.
+    events: list[Event] = []
+    calls = 0
+
+    def inner_timeout() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("first")
+        try:
+            raise KeyError("lookup")
+        except KeyError:
+            raise DeadlineExceeded("inner timeout")  # noqa: B904
+
+    policy = make_policy(
+        attempts=3, retry_on=ConnectionError, listeners=[events.append]
+    )
+    with pytest.raises(DeadlineExceeded) as raised:
+        policy.call(inner_timeout)
+
+    assert raised.value.__cause__ is None
+    assert isinstance(raised.value.__context__, KeyError)
+    gave_up = [event for event in events if isinstance(event, RetryGaveUp)]
+    assert [event.reason for event in gave_up] == ["not_retryable"]
+
+
 def test_local_error_retried_by_predicate() -> None:
     flaky = Flaky(1, lambda: CircuitOpen("open", name="db", retry_after=0.0))
     policy = make_policy(retry_on=lambda exc: isinstance(exc, CircuitOpen))

@@ -135,8 +135,10 @@ class Guard:
             happens before the breaker and holds no worker thread; a wait
             that would pass the deadline raises `DeadlineExceeded` at once.
             Each waiter adds a random delay of up to the retry policy's
-            initial backoff (0.1 s without a policy), so the callers that
-            the throttle held back do not all start in the same instant.
+            initial backoff (0.1 s without a policy), and never more than
+            half the time the wait leaves before its deadline, so the
+            callers that the throttle held back do not all start in the
+            same instant.
         clock: Time source for the deadline and the throttle.
 
     NOTE: a function that the Guard runs must not call the same Guard and
@@ -312,16 +314,19 @@ class Guard:
         wait = self._throttle_until - now
         if wait <= 0:
             return 0.0
-        jittered = wait + self._rng.uniform(0.0, self._throttle_spread)
+        spread = self._throttle_spread
         deadline = _current_deadline.get()
         if deadline is not None and deadline[0] is self.clock:
-            if now + wait > deadline[1]:
+            spare = deadline[1] - now - wait
+            if spare < 0:
                 raise DeadlineExceeded(
                     f"the server requested a wait of {wait:.3f} s, which ends "
                     f"past this call's deadline"
                 )
-            jittered = min(jittered, deadline[1] - now)
-        return jittered
+            # The jitter takes at most half the time that the wait leaves,
+            # so the call keeps time for its attempt.
+            spread = min(spread, spare / 2)
+        return wait + self._rng.uniform(0.0, spread)
 
     async def _wait_throttle_async(self) -> None:
         wait = self._throttle_wait()
@@ -344,6 +349,9 @@ class Guard:
             executor.record_overload()
 
     def _deadline_error(self) -> DeadlineExceeded:
+        if self.timeout is None:
+            # The deadline came from the retry policy or an enclosing call.
+            return DeadlineExceeded("guarded call did not finish before its deadline")
         return DeadlineExceeded(
             f"guarded call did not finish within its {self.timeout:.3f} s timeout"
         )

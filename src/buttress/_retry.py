@@ -30,7 +30,7 @@ from ._backoff import Backoff
 from ._budget import RetryBudget
 from ._classify import Classifier
 from ._clock import SYSTEM_CLOCK, Clock, _current_deadline
-from ._errors import DeadlineExceeded, Rejected
+from ._errors import ButtressError, DeadlineExceeded, Rejected
 from ._events import DEFAULT_LISTENERS, Listener, RetryGaveUp, RetryScheduled, emit
 from ._validate import (
     Duration,
@@ -48,6 +48,11 @@ T = TypeVar("T")
 # The errors that buttress itself raises around a call. Adapters may build
 # their own error trees on ButtressError; those are the client's errors.
 _PIPELINE_ERRORS = (Rejected, DeadlineExceeded)
+
+# Seconds before a deadline at which a DeadlineExceeded still counts as
+# raised by it: a timed wait may end a little early by the clock it is
+# compared with.
+_DEADLINE_SLACK = 0.005
 
 RetryOn: TypeAlias = (
     type[BaseException]
@@ -237,9 +242,13 @@ class RetryPolicy:
             if not isinstance(exc, retry_on):
                 return False
             if isinstance(exc, _PIPELINE_ERRORS):
-                # Rejections and deadlines need an explicit opt-in by type.
+                # Rejections and deadlines need an explicit opt-in: a type
+                # that matches the error and is one of buttress's own, such
+                # as CircuitOpen, Rejected or ButtressError itself.
                 types = retry_on if isinstance(retry_on, tuple) else (retry_on,)
-                return any(issubclass(t, _PIPELINE_ERRORS) for t in types)
+                return any(
+                    issubclass(t, ButtressError) and isinstance(exc, t) for t in types
+                )
             return True
         if isinstance(retry_on, Classifier):
             # A classifier judges the client's errors; rejections and
@@ -285,6 +294,7 @@ class RetryPolicy:
         # The success path is kept short on purpose: no objects are created
         # unless the first attempt fails or a deadline must be published.
         started = self._now()
+        limit: float | None = None
         if self._plain and _current_deadline.get() is None:
             deadline_at = None
             try:
@@ -320,6 +330,8 @@ class RetryPolicy:
         # Retrying happens outside the except block, so the caller's
         # exception keeps its own __context__.
         run = _RetryRun(self, name or _callable_name(fn), started, deadline_at)
+        if error is not None:
+            error = run.attempt_error(error, limit)
         return run.retry_sync(
             fn, args, kwargs, error, result if error is None else None
         )
@@ -536,11 +548,16 @@ class _RetryRun:
         if exc is not None:
             previous, self.last_error = self.last_error, exc
             if not policy.is_retryable(exc):
-                if isinstance(exc, DeadlineExceeded):
-                    # A deadline ended the attempt, such as an executor's
-                    # wait in sync code: chain the error that caused the
-                    # retry, as the async path does.
-                    if exc.__cause__ is None and previous is not None:
+                if self._ended_by_deadline(exc):
+                    # The call's own deadline ended the attempt, such as an
+                    # executor's wait in sync code: chain the error that
+                    # caused the retry, as the async path does, unless the
+                    # error already explains itself.
+                    if (
+                        previous is not None
+                        and exc.__cause__ is None
+                        and (exc.__context__ is None or exc.__suppress_context__)
+                    ):
                         exc.__cause__ = previous
                     self._give_up(exc, "deadline", "the deadline ended the attempt")
                     return None
@@ -577,6 +594,42 @@ class _RetryRun:
         )
         self.attempt += 1
         return delay
+
+    def _ended_by_deadline(self, exc: BaseException) -> bool:
+        # A DeadlineExceeded that arrives once the call's deadline has
+        # passed; one raised earlier came from elsewhere, such as the
+        # function's own timeout.
+        deadline_at = self.deadline_at
+        return (
+            isinstance(exc, DeadlineExceeded)
+            and deadline_at is not None
+            and self.policy.clock.monotonic() >= deadline_at - _DEADLINE_SLACK
+        )
+
+    def attempt_error(self, exc: Exception, limit: float | None) -> Exception:
+        """
+        Return the error to judge for an attempt that raised *exc* and had
+        to end by *limit*.
+
+        A `DeadlineExceeded` raised when the attempt's own timeout passed,
+        with the call's deadline still ahead, is the attempt timing out:
+        it becomes the same `TimeoutError` that the async path raises, so
+        both paths retry it alike.
+        """
+        if (
+            isinstance(exc, DeadlineExceeded)
+            and limit is not None
+            and self.policy.attempt_timeout is not None
+            and (self.deadline_at is None or limit < self.deadline_at)
+            and self.policy.clock.monotonic() >= limit - _DEADLINE_SLACK
+        ):
+            timeout = TimeoutError(
+                f"attempt {self.attempt} of {self.name} timed out after "
+                f"{self.policy.attempt_timeout:.3f} s"
+            )
+            timeout.__cause__ = exc
+            return timeout
+        return exc
 
     def _give_up(
         self, exc: BaseException | None, reason: str, why: str | None = None
@@ -636,7 +689,7 @@ class _RetryRun:
             try:
                 result = fn(*args, **kwargs)
             except Exception as error:
-                exc = error
+                exc = self.attempt_error(error, limit)
                 continue
             finally:
                 if token is not None:
@@ -681,7 +734,7 @@ class _RetryRun:
                     ) as scope:
                         result = await fn(*args, **kwargs)
                 except Exception as error:
-                    exc = error
+                    exc = self.attempt_error(error, limit)
                     continue
                 finally:
                     _current_deadline.reset(token)
