@@ -292,3 +292,23 @@ def test_interrupt_closes_without_waiting(hung: HungServer) -> None:
     hung.stop()
     reader.join(timeout=30)
     assert len(outcome) == 1
+
+
+@pytest.mark.parametrize("transport", ["urllib3", "requests"])
+async def test_handshake_timeout_retries_even_a_write(
+    hung: HungServer, transport: str
+) -> None:
+    # The listener accepts the TCP connection and never answers the TLS
+    # handshake, so the request is never sent.
+    events: list[Event] = []
+    config = settings(hung.url.replace("http://", "https://"))
+    config.update(timeout_seconds=30.0, connect_timeout_seconds=0.1, verify=False)
+    config["transport"] = transport
+    config["retry"] = {**config["retry"], "max_attempts": 3}
+    async with VaultAdapter(config, listeners=[events.append]) as vault:
+        with pytest.raises(VaultUnavailable) as unreachable:
+            await vault.write_secret("app/db", {"k": "v"})
+
+    assert unreachable.value.outcome == "not_executed"
+    assert retries(events) == 2
+    assert hung.accepted == 3

@@ -825,7 +825,36 @@ def _failed_to_connect(
             f"({reason}).",
             outcome="not_executed",
         )
+    if isinstance(exc, requests.exceptions.Timeout) and _while_connecting(exc):
+        return _make(
+            VaultUnavailable,
+            op,
+            f"{where} failed: the connection to {server} was not set up in "
+            f"time, in the TLS handshake or the proxy tunnel ({reason}). Nothing "
+            f"was sent, so a retry is safe.",
+            outcome="not_executed",
+        )
     return None
+
+
+# urllib3 sets up a new connection (TCP connect, proxy tunnel, TLS
+# handshake) in these functions, and reports a timeout there as a read
+# timeout. Only the frames of the timeout tell the two apart.
+_CONNECTING_FRAMES = frozenset({"_validate_conn", "_tunnel", "_connect_tls_proxy"})
+
+
+def _while_connecting(exc: BaseException) -> bool:
+    """
+    Return whether a timeout in *exc*'s chain happened while urllib3 set up
+    the connection, before any of the request was sent.
+    """
+    for link in _chain(exc):
+        traceback = link.__traceback__
+        while traceback is not None:
+            if traceback.tb_frame.f_code.co_name in _CONNECTING_FRAMES:
+                return True
+            traceback = traceback.tb_next
+    return False
 
 
 def _from_requests(
