@@ -9,14 +9,14 @@ import contextvars
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
 from typing import Any
 
 import anyio
 import pytest
 
+from _executor_helpers import Gate, await_stats, executor
 from _virtual_time import virtual_time_backends
 from buttress import (
     BoundedExecutor,
@@ -27,56 +27,6 @@ from buttress import (
 )
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
-
-
-class Gate:
-    """
-    A blocking function that waits until the test opens the gate, and
-    counts how many calls are inside it.
-    """
-
-    def __init__(self) -> None:
-        self.opened = threading.Event()
-        self._lock = threading.Lock()
-        self._condition = threading.Condition(self._lock)
-        self.entered = 0
-
-    def __call__(self, value: Any = None) -> Any:
-        with self._condition:
-            self.entered += 1
-            self._condition.notify_all()
-        if not self.opened.wait(30):
-            raise AssertionError("the gate was never opened")
-        return value
-
-    def wait_entered(self, count: int) -> None:
-        with self._condition:
-            if not self._condition.wait_for(lambda: self.entered >= count, 10):
-                raise AssertionError(f"only {self.entered} of {count} calls started")
-
-    def open(self) -> None:
-        self.opened.set()
-
-
-@contextmanager
-def executor(**kwargs: Any) -> Iterator[BoundedExecutor]:
-    kwargs.setdefault("listeners", ())
-    pool = BoundedExecutor(**kwargs)
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, timeout=10)
-
-
-async def await_stats(
-    pool: BoundedExecutor, predicate: Callable[[ExecutorStatistics], bool]
-) -> ExecutorStatistics:
-    with anyio.fail_after(10):
-        while True:
-            stats = pool.statistics()
-            if predicate(stats):
-                return stats
-            await anyio.sleep(0.001)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import asyncio
 import gc
 import logging
 import threading
-import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
@@ -21,6 +20,7 @@ import anyio
 import pytest
 import trio
 
+from _executor_helpers import Gate, await_stats, executor, wait_for_stats
 from _virtual_time import virtual_time_backends
 from buttress import (
     BoundedExecutor,
@@ -46,34 +46,6 @@ stayed below 32 KiB on asyncio and on trio.
 """
 
 
-class Gate:
-    """
-    A blocking function that waits until the test opens the gate, and
-    counts how many calls are inside it.
-    """
-
-    def __init__(self) -> None:
-        self.opened = threading.Event()
-        self._condition = threading.Condition()
-        self.entered = 0
-
-    def __call__(self, value: Any = None) -> Any:
-        with self._condition:
-            self.entered += 1
-            self._condition.notify_all()
-        if not self.opened.wait(30):
-            raise AssertionError("the gate was never opened")
-        return value
-
-    def wait_entered(self, count: int) -> None:
-        with self._condition:
-            if not self._condition.wait_for(lambda: self.entered >= count, 10):
-                raise AssertionError(f"only {self.entered} of {count} calls started")
-
-    def open(self) -> None:
-        self.opened.set()
-
-
 class ConcurrencyCounter:
     """
     Counts the calls running at once inside a blocking function, from any
@@ -97,44 +69,6 @@ class ConcurrencyCounter:
         finally:
             with self._lock:
                 self.running -= 1
-
-
-@contextmanager
-def executor(**kwargs: Any) -> Iterator[BoundedExecutor]:
-    kwargs.setdefault("listeners", ())
-    pool = BoundedExecutor(**kwargs)
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, timeout=10)
-
-
-async def await_stats(
-    pool: BoundedExecutor, predicate: Callable[[ExecutorStatistics], bool]
-) -> ExecutorStatistics:
-    with anyio.fail_after(10):
-        while True:
-            stats = pool.statistics()
-            if predicate(stats):
-                return stats
-            await anyio.sleep(0.001)
-
-
-def wait_for_stats(
-    pool: BoundedExecutor, predicate: Callable[[ExecutorStatistics], bool]
-) -> ExecutorStatistics:
-    """
-    Poll the statistics from a plain thread until *predicate* holds, for at
-    most 10 seconds of real time.
-    """
-    deadline = time.monotonic() + 10.0
-    while True:
-        stats = pool.statistics()
-        if predicate(stats):
-            return stats
-        if time.monotonic() > deadline:
-            raise AssertionError(f"statistics never matched: {stats}")
-        time.sleep(0.001)
 
 
 # -- overload ---------------------------------------------------------------------

@@ -9,11 +9,11 @@ import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
+from _executor_helpers import executor
 from _virtual_time import virtual_time_backends
 from buttress import (
     Backoff,
@@ -80,16 +80,6 @@ def frequent_thread_switches() -> Iterator[None]:
     sys.setswitchinterval(1e-6)
     yield
     sys.setswitchinterval(interval)
-
-
-@contextmanager
-def executor(**kwargs: Any) -> Iterator[BoundedExecutor]:
-    kwargs.setdefault("listeners", ())
-    pool = BoundedExecutor(**kwargs)
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, timeout=10)
 
 
 def make_retry(clock: FakeClock, **kwargs: Any) -> RetryPolicy:

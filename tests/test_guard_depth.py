@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import anyio
 import pytest
 
+from _executor_helpers import executor
 from _virtual_time import virtual_time_backends
 from buttress import (
     AdaptiveLimit,
@@ -103,16 +102,6 @@ class LimitRecorder:
     def __call__(self, event: Event) -> None:
         if isinstance(event, LimitChanged):
             self.changes.append((event.old, event.new, event.reason))
-
-
-@contextmanager
-def executor(**kwargs: Any) -> Iterator[BoundedExecutor]:
-    kwargs.setdefault("listeners", ())
-    pool = BoundedExecutor(**kwargs)
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, timeout=10)
 
 
 def make_retry(clock: Any, **kwargs: Any) -> RetryPolicy:
