@@ -1,6 +1,6 @@
 """
-Local stand-ins for the Vault tests: an HTTP(S) server that answers with
-configured replies, a forwarding proxy, a socket that never answers, and
+Local stand-ins for the Vault tests: an HTTP(S) server that responds with
+configured replies, a forwarding proxy, a socket that never responds, and
 certificates made with the ``openssl`` binary.
 
 Everything listens on 127.0.0.1 only and runs in daemon threads that the
@@ -62,7 +62,7 @@ class Received:
 
 class FakeVault:
     """
-    An HTTP server on 127.0.0.1 that answers each path with a `Reply` and
+    An HTTP server on 127.0.0.1 that responds to each path with a `Reply` and
     records every request. Unknown paths get ``default``.
 
     Args:
@@ -234,7 +234,7 @@ def _pump(client: socket.socket, upstream: socket.socket) -> None:
 def silent_server() -> Iterator[str]:
     """
     Yield the URL of a socket that accepts connections (through the
-    kernel's backlog) but never reads or answers, like a hung server.
+    kernel's backlog) but never reads or responds, like a hung server.
     """
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))

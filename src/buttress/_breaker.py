@@ -206,7 +206,7 @@ class CircuitBreaker:
 
     Failure detection is one of two kinds. Without a ``window``, the breaker
     opens after ``failure_threshold`` consecutive failures. With a
-    `CountWindow` or `TimeWindow`, it opens once the window holds at least
+    `CountWindow` or `TimeWindow`, it opens once the window contains at least
     ``minimum_calls`` calls and the failure rate reaches
     ``failure_rate_threshold`` or the slow-call rate reaches
     ``slow_call_rate_threshold``.

@@ -65,7 +65,7 @@ class BreakerStore(Protocol):
 
     ``load`` is called on every admission that finds the breaker not
     closed, and before every transition, so an implementation backed by a
-    network service should answer from a short-lived local copy.
+    network service should serve it from a short-lived local copy.
     """
 
     def load(self) -> BreakerPosition:

@@ -248,7 +248,7 @@ class Guard:
         ):
             return breaker._classify(exc)
         if isinstance(exc, DeadlineExceeded):
-            # The dependency did not answer within the time the caller had.
+            # The dependency did not respond within the time the caller had.
             return _Outcome.FAILURE
         failure = self.classifier.classify(exc).breaker_failure
         if failure is None:

@@ -144,7 +144,7 @@ class RetryPolicy:
             cancelled and `DeadlineExceeded` is raised.
         attempt_timeout: Seconds that bound each attempt. In async code an
             attempt running longer is cancelled and counts as a failure
-            with a `TimeoutError`; in sync code the function sees the limit
+            with a `TimeoutError`; in sync code the function reads the limit
             through `buttress.time_remaining`.
         retry_on: Exception types to retry, a predicate on the exception,
             or a `Classifier` (its verdict's ``retryable`` and

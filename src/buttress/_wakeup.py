@@ -41,7 +41,7 @@ class _AsyncioWaiter:
         try:
             self._loop.call_soon_threadsafe(self._set, result, error)
         except RuntimeError:
-            # The loop is closed: nobody is waiting any more.
+            # The loop is closed, so no task is waiting any more.
             pass
 
     def _set(self, result: Any, error: BaseException | None) -> None:

@@ -2,9 +2,8 @@
 The base of every client backend: a blocking client per worker thread,
 behind one `Guard`.
 
-A backend subclasses `ClientAdapter`, says how to build and close its
-client, and supplies a `Classifier` that knows what the client's errors
-mean. Each operation is a function that receives the calling worker
+A backend subclasses `ClientAdapter`, defines how to build and close its
+client, and supplies a `Classifier` that interprets the client's errors. Each operation is a function that receives the calling worker
 thread's client; `run` and `call` send it through the Guard. Clients are
 built lazily in the worker thread that uses them, never shared between
 threads, and closed in that same thread when it exits, so drivers that
@@ -300,7 +299,7 @@ class ClientAdapter(Generic[C]):
 
     def close(self, *, timeout: float | None = 10.0) -> None:
         """
-        The sync twin of `aclose`.
+        Close the adapter and its worker threads: the sync twin of `aclose`.
         """
         self._closed = True
         self.executor.shutdown(timeout=timeout)

@@ -491,7 +491,7 @@ class VaultAdapter:
                 read that changes nothing.
 
         Raises:
-            NotFound: When the server answers 404.
+            NotFound: When the server returns 404.
         """
         call = _generic.read_call("read", path, params, replay, namespace)
         return await self._run_call(call)
@@ -513,7 +513,7 @@ class VaultAdapter:
                 the retries after an unknown outcome: ``"idempotent"`` when
                 it leaves the same state, ``"non_idempotent"`` when it
                 creates something each time, ``"never_retry"`` for no
-                retries at all. The caller must say, because the adapter
+                retries at all. The caller must declare it, because the adapter
                 cannot know.
         """
         call = _generic.write_call("write", path, data, replay, namespace)
@@ -577,7 +577,7 @@ class VaultAdapter:
             - ``live``: The adapter itself works: it is initialized and not
               closed, and its workers are not stalled (all busy, none
               finishing, for more than twice ``timeout_seconds``).
-              ``liveness_reasons`` says why not: ``"adapter_closed"``,
+              ``liveness_reasons`` lists why not: ``"adapter_closed"``,
               ``"adapter_not_initialized"``, ``"executor_closed"``,
               ``"thread_pool_stalled"``.
             - ``ready`` (and ``healthy``, the same value): the adapter is

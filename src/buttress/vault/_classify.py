@@ -320,7 +320,7 @@ _RULES: dict[type[VaultAdapterError], _Rule] = {
     # The quota frees up only when leases expire, so a retry cannot help.
     QuotaExceeded: _Rule(transient=False, breaker_failure=None),
     PermissionDenied: _Rule(transient=False, breaker_failure=False),
-    # A proxy's 401 tells nothing about Vault's health.
+    # A proxy's 401 is no evidence about Vault's health.
     AuthenticationFailed: _Rule(transient=False, breaker_failure=None),
     NotFound: _Rule(transient=False, breaker_failure=False),
     InvalidRequest: _Rule(transient=False, breaker_failure=False),

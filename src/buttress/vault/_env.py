@@ -111,7 +111,7 @@ _UNSUPPORTED = (
 
 class _Invalid(ValueError):
     """
-    A variable's value could not be parsed; the message says why and what
+    A variable's value could not be parsed; the message gives the reason and what
     form is allowed, without the variable's name and value.
     """
 
@@ -364,9 +364,13 @@ class _Reader:
 def _invalid(
     variable: str, raw: str, reason: str, *, secret: bool = False
 ) -> ValueError:
-    # An address or proxy variable may hold a URL with a password in it.
-    shown = f"{variable} (value hidden)" if secret else f"{variable}={shown_url(raw)!r}"
-    return ValueError(f"{shown} is invalid. {reason} Change the variable or unset it.")
+    # An address or proxy variable may contain a URL with a password in it.
+    subject = (
+        f"{variable} (value hidden)" if secret else f"{variable}={shown_url(raw)!r}"
+    )
+    return ValueError(
+        f"{subject} is invalid. {reason} Change the variable or unset it."
+    )
 
 
 def _field(name: str) -> attrs.Attribute[Any]:

@@ -255,7 +255,7 @@ class AuthenticationFailed(PermissionDenied):
     """
     Something in front of Vault, such as an authenticating proxy, rejected
     the request's credentials with HTTP 401. Vault itself never sends 401,
-    so the answer says nothing about the server's health.
+    so the response is no evidence about the server's health.
     """
 
 

@@ -135,7 +135,7 @@ class KVv2Operations(_Group):
         patch: a key set to None is removed, and a nested mapping is merged
         key by key.
 
-        It sends an HTTP PATCH. A server that answers 405 (a Vault older
+        It sends an HTTP PATCH. A server that returns 405 (a Vault older
         than 1.9) gets a read and a check-and-set write instead.
 
         Raises:
@@ -335,7 +335,7 @@ class KVv1Operations(_Group):
         namespace: str | None = None,
     ) -> KV1Secret:
         """
-        Read a secret; its ``lease_duration`` says when to read it again.
+        Read a secret; its ``lease_duration`` is the interval at which to read it again.
 
         Raises:
             NotFound: When no secret exists at *path*.
@@ -698,7 +698,7 @@ class TokenOperations(_Group):
 
     async def lookup_self(self, *, namespace: str | None = None) -> TokenInfo:
         """
-        Return what the server knows about the token: its TTL, policies,
+        Return the server's record of the token: its TTL, policies,
         renewability and accessor.
 
         A token with a use limit spends one use on each lookup.

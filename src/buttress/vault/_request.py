@@ -5,7 +5,7 @@ Every operation's blocking part receives an `Exchange`: the calling worker
 thread's hvac client and the `Operation` it serves. `Exchange.call` sends
 one request, returns the decoded JSON object, and logs the ``warnings``
 the server attached to it. `run_attempt` runs one attempt of an operation
-with the namespace it asks for and translates every failure into a
+with the namespace it requests and translates every failure into a
 `VaultAdapterError` before it leaves the thread.
 """
 

@@ -34,7 +34,7 @@ LEASE_MOUNT = "sys/leases"
 @attrs.frozen
 class TokenInfo:
     """
-    What the server knows about the adapter's token, without the token.
+    The server's record of the adapter's token, without the token itself.
 
     Attributes:
         accessor: The token's accessor, which names it in audit logs and

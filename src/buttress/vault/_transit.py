@@ -45,7 +45,7 @@ class TransitCiphertext:
         ciphertext: The ciphertext as the server formats it, such as
             ``"vault:v1:..."``; pass it to decrypt or rewrap as it is.
         key_version: The version of the key that encrypted it, or None when
-            the server did not say.
+            the server did not report it.
         warnings: The server's warnings about the request.
 
     .. versionadded:: 0.1.0
@@ -66,7 +66,7 @@ class TransitBatchItem:
             succeeded, else None.
         plaintext: The plaintext, for a decryption that succeeded, else
             None. It is left out of the repr.
-        key_version: The key version used, when the server said.
+        key_version: The key version used, when the server reported it.
         error: Why this item failed, or None when it succeeded. Other items
             of the batch are independent of it.
 
@@ -341,7 +341,7 @@ def _batch_results(
     """
     Send a batch request and return its ``batch_results``.
 
-    The server answers HTTP 400 when any item failed, with the results of
+    The server returns HTTP 400 when any item failed, with the results of
     all items in the body, so such a response is a result here too.
     """
     data: object
